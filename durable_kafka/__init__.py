@@ -1,0 +1,1 @@
+"""durable-kafka: Durable Functions for Python, where Kafka is the database."""

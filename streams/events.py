@@ -1,0 +1,613 @@
+"""The event model: every record that crosses Kafka, as plain dataclasses.
+
+This module is the contract between the executor, the processors, the client and the Avro
+codec. Each dataclass here has an Avro schema of the same name in ``schemas/<Name>.avsc``
+(namespace ``durable_kafka``) whose fields are exactly the dataclass fields, in order, with
+the same names. Python types map to Avro as:
+
+    str -> string, int -> long, bool -> boolean, bytes -> bytes,
+    datetime -> long (logicalType timestamp-millis, always UTC),
+    X | None -> ["null", X] with default null,
+    dict[str, str] -> map<string> (default {}), list[X] -> array<X> (default []),
+    a dataclass -> that record, a Union of dataclasses -> an Avro union of those records.
+
+Names are past tense for facts (history events) and imperative for commands, as in the
+Durable Task history model. User payloads (inputs, outputs, event data, custom status) are
+JSON text, never decoded by the engine.
+
+Every message carries an ``id`` that lets its consumer drop a duplicate delivery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Union
+
+# --------------------------------------------------------------------------- shared records
+
+
+@dataclass
+class FailureDetails:
+    """Why a task, an entity operation or an orchestration failed (kept in history)."""
+
+    message: str
+    error_type: str
+    stack_trace: str | None = None
+
+
+# --------------------------------------------------------------------------- history events
+# ``event_id`` is the sequence number of the action for scheduling events (TaskScheduled,
+# TimerCreated, SubOrchestrationInstanceCreated, EventSent, EntityOperationCalled,
+# EntityOperationSignaled, EntityLockRequested, EntityUnlockSent) and -1 for all others,
+# as in Durable Task. Completion events point back through ``task_scheduled_id`` /
+# ``timer_id`` / ``request_id``.
+
+
+@dataclass
+class HistoryEvent:
+    """Base of every history event; not itself an Avro record."""
+
+    event_id: int
+    timestamp: datetime
+
+
+@dataclass
+class ExecutionStarted(HistoryEvent):
+    name: str
+    execution_id: str
+    input: str | None = None
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_task_id: int | None = None
+    scheduled_start_at: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+
+
+@dataclass
+class ExecutionCompleted(HistoryEvent):
+    runtime_status: str  # "COMPLETED" or "FAILED"
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+
+
+@dataclass
+class ExecutionTerminated(HistoryEvent):
+    input: str | None = None  # the output given to terminate()
+    recurse: bool = True
+
+
+@dataclass
+class ExecutionSuspended(HistoryEvent):
+    input: str | None = None  # reason
+
+
+@dataclass
+class ExecutionResumed(HistoryEvent):
+    input: str | None = None  # reason
+
+
+@dataclass
+class TaskScheduled(HistoryEvent):
+    name: str
+    input: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskCompleted(HistoryEvent):
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass
+class TaskFailed(HistoryEvent):
+    task_scheduled_id: int
+    failure_details: FailureDetails
+
+
+@dataclass
+class SubOrchestrationInstanceCreated(HistoryEvent):
+    name: str
+    instance_id: str
+    input: str | None = None
+
+
+@dataclass
+class SubOrchestrationInstanceCompleted(HistoryEvent):
+    task_scheduled_id: int
+    result: str | None = None
+
+
+@dataclass
+class SubOrchestrationInstanceFailed(HistoryEvent):
+    task_scheduled_id: int
+    failure_details: FailureDetails
+
+
+@dataclass
+class TimerCreated(HistoryEvent):
+    fire_at: datetime
+
+
+@dataclass
+class TimerFired(HistoryEvent):
+    timer_id: int
+    fire_at: datetime
+
+
+@dataclass
+class EventRaised(HistoryEvent):
+    name: str
+    input: str | None = None
+
+
+@dataclass
+class EventSent(HistoryEvent):
+    instance_id: str
+    name: str
+    input: str | None = None
+
+
+@dataclass
+class OrchestratorStarted(HistoryEvent):
+    """Opens an episode; its timestamp is ``current_utc_datetime`` during that episode."""
+
+
+@dataclass
+class OrchestratorCompleted(HistoryEvent):
+    """Closes an episode."""
+
+
+@dataclass
+class ContinueAsNew(HistoryEvent):
+    input: str | None = None
+    save_events: bool = False
+
+
+@dataclass
+class EntityOperationSignaled(HistoryEvent):
+    request_id: str
+    operation: str
+    target_instance_id: str
+    input: str | None = None
+    scheduled_time: datetime | None = None
+
+
+@dataclass
+class EntityOperationCalled(HistoryEvent):
+    request_id: str
+    operation: str
+    target_instance_id: str
+    input: str | None = None
+    parent_instance_id: str | None = None
+
+
+@dataclass
+class EntityOperationCompleted(HistoryEvent):
+    request_id: str
+    output: str | None = None
+
+
+@dataclass
+class EntityOperationFailed(HistoryEvent):
+    request_id: str
+    failure_details: FailureDetails
+
+
+@dataclass
+class EntityLockRequested(HistoryEvent):
+    critical_section_id: str
+    lock_set: list[str] = field(default_factory=list)
+    position: int = 0
+    parent_instance_id: str | None = None
+
+
+@dataclass
+class EntityLockGranted(HistoryEvent):
+    critical_section_id: str
+
+
+@dataclass
+class EntityUnlockSent(HistoryEvent):
+    critical_section_id: str
+    target_instance_id: str
+    parent_instance_id: str | None = None
+
+
+HISTORY_EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
+    ExecutionStarted,
+    ExecutionCompleted,
+    ExecutionTerminated,
+    ExecutionSuspended,
+    ExecutionResumed,
+    TaskScheduled,
+    TaskCompleted,
+    TaskFailed,
+    SubOrchestrationInstanceCreated,
+    SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceFailed,
+    TimerCreated,
+    TimerFired,
+    EventRaised,
+    EventSent,
+    OrchestratorStarted,
+    OrchestratorCompleted,
+    ContinueAsNew,
+    EntityOperationSignaled,
+    EntityOperationCalled,
+    EntityOperationCompleted,
+    EntityOperationFailed,
+    EntityLockRequested,
+    EntityLockGranted,
+    EntityUnlockSent,
+)
+
+AnyHistoryEvent = Union[
+    ExecutionStarted,
+    ExecutionCompleted,
+    ExecutionTerminated,
+    ExecutionSuspended,
+    ExecutionResumed,
+    TaskScheduled,
+    TaskCompleted,
+    TaskFailed,
+    SubOrchestrationInstanceCreated,
+    SubOrchestrationInstanceCompleted,
+    SubOrchestrationInstanceFailed,
+    TimerCreated,
+    TimerFired,
+    EventRaised,
+    EventSent,
+    OrchestratorStarted,
+    OrchestratorCompleted,
+    ContinueAsNew,
+    EntityOperationSignaled,
+    EntityOperationCalled,
+    EntityOperationCompleted,
+    EntityOperationFailed,
+    EntityLockRequested,
+    EntityLockGranted,
+    EntityUnlockSent,
+]
+
+
+@dataclass
+class HistoryRecord:
+    """One history event of one execution: the value on ``<hub>.history`` and in the changelog.
+
+    ``id`` is ``"<instance_id>/<execution_id>/<index>"``: unique, so an auditor replaying the
+    topic drops duplicates by it; ``index`` is the event's position in its execution's history.
+    """
+
+    id: str
+    instance_id: str
+    execution_id: str
+    index: int
+    event: AnyHistoryEvent
+
+
+# --------------------------------------------------------------------------- orchestrator commands
+# Bodies of OrchestratorMessage on ``<hub>.orchestrator-events`` (key = target instance id).
+
+
+@dataclass
+class StartOrchestration:
+    name: str
+    execution_id: str
+    input: str | None = None
+    scheduled_start_at: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_task_id: int | None = None
+    carried_events: list[EventRaised] = field(default_factory=list)  # restart/continue_as_new
+
+
+@dataclass
+class RaiseEvent:
+    name: str
+    input: str | None = None
+
+
+@dataclass
+class TerminateOrchestration:
+    output: str | None = None
+    recursive: bool = True
+
+
+@dataclass
+class SuspendOrchestration:
+    reason: str | None = None
+
+
+@dataclass
+class ResumeOrchestration:
+    reason: str | None = None
+
+
+@dataclass
+class PurgeOrchestration:
+    recursive: bool = True
+
+
+@dataclass
+class ActivityResult:
+    """An activity worker's answer to an ActivityRequest (one of result / failure_details)."""
+
+    execution_id: str
+    task_id: int
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+
+
+@dataclass
+class SubOrchestrationResult:
+    """A child instance telling its parent how it ended."""
+
+    execution_id: str  # the parent's execution id
+    task_id: int
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+
+
+@dataclass
+class EntityResponse:
+    """An entity's answer to an orchestration's call (or a lock grant)."""
+
+    execution_id: str
+    request_id: str
+    result: str | None = None
+    failure_details: FailureDetails | None = None
+    lock_granted: bool = False
+
+
+OrchestratorCommand = Union[
+    StartOrchestration,
+    RaiseEvent,
+    TerminateOrchestration,
+    SuspendOrchestration,
+    ResumeOrchestration,
+    PurgeOrchestration,
+    ActivityResult,
+    SubOrchestrationResult,
+    EntityResponse,
+]
+
+
+@dataclass
+class OrchestratorMessage:
+    """Envelope of everything sent to an orchestration instance.
+
+    ``reply_to`` names the client whose request wants an answer on ``<hub>.replies``.
+    """
+
+    id: str
+    instance_id: str
+    sent_at: datetime
+    body: OrchestratorCommand
+    reply_to: str | None = None
+
+
+# --------------------------------------------------------------------------- activities
+
+
+@dataclass
+class ActivityRequest:
+    """Work for an activity worker on ``<hub>.activity-requests`` (key = instance id)."""
+
+    id: str  # "<instance>/<execution>/<task_id>": a redelivery has the same id
+    instance_id: str
+    execution_id: str
+    task_id: int
+    name: str
+    input: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+
+
+# --------------------------------------------------------------------------- timers
+
+
+@dataclass
+class TimerRecord:
+    """A durable timer in the partition-local due-time index (changelog value)."""
+
+    instance_id: str
+    execution_id: str
+    timer_id: int
+    fire_at: datetime
+
+
+# --------------------------------------------------------------------------- entities
+
+
+@dataclass
+class SignalEntity:
+    operation: str
+    input: str | None = None
+    scheduled_time: datetime | None = None
+    parent_instance_id: str | None = None  # the sender, for ordering per sender
+
+
+@dataclass
+class CallEntity:
+    operation: str
+    request_id: str
+    parent_instance_id: str
+    parent_execution_id: str
+    input: str | None = None
+
+
+@dataclass
+class LockEntities:
+    """Acquire the lock on this entity, then pass the request to ``lock_set[position + 1]``."""
+
+    critical_section_id: str
+    lock_set: list[str]
+    position: int
+    parent_instance_id: str
+    parent_execution_id: str
+
+
+@dataclass
+class UnlockEntity:
+    critical_section_id: str
+    parent_instance_id: str
+
+
+EntityCommand = Union[SignalEntity, CallEntity, LockEntities, UnlockEntity]
+
+
+@dataclass
+class EntityMessage:
+    """Envelope of everything sent to an entity on ``<hub>.entity-operations`` (key = @name@key)."""
+
+    id: str
+    entity_id: str
+    sent_at: datetime
+    body: EntityCommand
+
+
+@dataclass
+class EntityState:
+    """An entity's durable state, lock and queued operations (changelog value)."""
+
+    entity_id: str
+    state: str | None = None
+    last_modified: datetime | None = None
+    lock_owner: str | None = None
+    critical_section_id: str | None = None
+    queued: list[EntityMessage] = field(default_factory=list)
+    recent_ids: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- status, replies, dead letters
+
+
+@dataclass
+class InstanceStatus:
+    """The status snapshot on the compacted ``<hub>.status`` topic (key = instance id)."""
+
+    instance_id: str
+    name: str
+    execution_id: str
+    runtime_status: str  # an OrchestrationStatus name
+    created_at: datetime
+    last_updated_at: datetime
+    input: str | None = None
+    output: str | None = None
+    custom_status: str | None = None
+    failure_details: FailureDetails | None = None
+    parent_instance_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    history_length: int = 0
+
+
+@dataclass
+class ClientReply:
+    """The owning processor's answer to a client request (``<hub>.replies``, key = client id)."""
+
+    request_id: str
+    instance_id: str
+    accepted: bool
+    error_type: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class DeadLetter:
+    """A record that could not be decoded or applied, kept with the reason (``<hub>.deadletter``)."""
+
+    id: str
+    topic: str
+    partition: int
+    offset: int
+    original: bytes
+    reason: str
+    error_type: str
+    failed_at: datetime
+    key: bytes | None = None
+    instance_id: str | None = None
+
+
+# --------------------------------------------------------------------------- processor state
+
+
+@dataclass
+class InstanceHeader:
+    """An orchestration instance's state in the processor store (history kept under its own keys).
+
+    ``pending`` holds new events not yet run by the orchestrator (while suspended or before a
+    scheduled start); ``recent_ids`` the ids of the last messages applied, to drop redeliveries.
+    """
+
+    instance_id: str
+    name: str
+    execution_id: str
+    runtime_status: str
+    created_at: datetime
+    last_updated_at: datetime
+    input: str | None = None
+    output: str | None = None
+    custom_status: str | None = None
+    failure_details: FailureDetails | None = None
+    parent_instance_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_task_id: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    history_length: int = 0
+    pending: list[HistoryRecord] = field(default_factory=list)
+    recent_ids: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+RECORD_TYPES: tuple[type, ...] = (
+    FailureDetails,
+    *HISTORY_EVENT_TYPES,
+    HistoryRecord,
+    StartOrchestration,
+    RaiseEvent,
+    TerminateOrchestration,
+    SuspendOrchestration,
+    ResumeOrchestration,
+    PurgeOrchestration,
+    ActivityResult,
+    SubOrchestrationResult,
+    EntityResponse,
+    OrchestratorMessage,
+    ActivityRequest,
+    TimerRecord,
+    SignalEntity,
+    CallEntity,
+    LockEntities,
+    UnlockEntity,
+    EntityMessage,
+    EntityState,
+    InstanceStatus,
+    ClientReply,
+    DeadLetter,
+    InstanceHeader,
+)
+"""Every record type with its own schema file, dependencies first."""
+
+#: The records a consumer may read as a top-level Kafka value (the codec registers these).
+TOP_LEVEL_TYPES: tuple[type, ...] = (
+    HistoryRecord,
+    OrchestratorMessage,
+    ActivityRequest,
+    TimerRecord,
+    EntityMessage,
+    EntityState,
+    InstanceStatus,
+    ClientReply,
+    DeadLetter,
+    InstanceHeader,
+)
+
+
+def fields_of(cls: type) -> list[dataclasses.Field]:
+    """The Avro fields of a record type, in schema order."""
+    return list(dataclasses.fields(cls))
