@@ -1,1 +1,59 @@
-"""durable-kafka: Durable Functions for Python, where Kafka is the database."""
+"""durable-kafka: Durable Functions for Python, where Kafka is the database.
+
+The programming model mirrors the Durable Task SDK for Python (``durabletask``): orchestrators
+are generator functions over an :class:`OrchestrationContext`, activities are plain (or async)
+functions, a :class:`Worker` hosts them and a :class:`Client` starts and manages instances.
+"""
+
+from durable_kafka import errors, task
+from durable_kafka.errors import (
+    DurableKafkaError,
+    InstanceAlreadyExistsError,
+    InstanceNotFoundError,
+    InvalidInstanceIdError,
+    NonDeterminismError,
+    OrchestrationFailedError,
+    TaskFailedError,
+)
+from durable_kafka.streams.events import FailureDetails
+from durable_kafka.task import (
+    ActivityContext,
+    OrchestrationContext,
+    RetryPolicy,
+    get_name,
+    when_all,
+    when_any,
+)
+from durable_kafka.client import (
+    Client,
+    OrchestrationQuery,
+    OrchestrationState,
+    OrchestrationStatus,
+    PurgeInstancesResult,
+)
+from durable_kafka.worker import Worker
+
+__all__ = sorted([
+    "ActivityContext",
+    "Client",
+    "DurableKafkaError",
+    "FailureDetails",
+    "InstanceAlreadyExistsError",
+    "InstanceNotFoundError",
+    "InvalidInstanceIdError",
+    "NonDeterminismError",
+    "OrchestrationContext",
+    "OrchestrationFailedError",
+    "OrchestrationQuery",
+    "OrchestrationState",
+    "OrchestrationStatus",
+    "PurgeInstancesResult",
+    "RetryPolicy",
+    "TaskFailedError",
+    "Worker",
+    "errors",
+    "get_name",
+    "task",
+    "when_all",
+    "when_any",
+])

@@ -1,0 +1,182 @@
+"""The Worker: hosts the orchestration processor, the activity worker (and entities) of one hub.
+
+A worker is what an operator scales: start a second one with another ``worker_id`` and Kafka
+gives it half of the partitions; its state is restored from the changelog topics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+from typing import Any, Callable
+
+from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
+from durable_kafka.errors import ConfigurationError
+from durable_kafka.processors.actions import action_to_event
+from durable_kafka.processors.executor import OrchestrationExecutor, OrchestratorRegistry
+from durable_kafka.processors.instance import Topics
+from durable_kafka.processors.orchestrations import OrchestrationHandler
+from durable_kafka.processors.runtime import Processor, ProcessorConfig
+from durable_kafka.processors.store import StoreOptions, StoreSet
+from durable_kafka.streams.admin import ensure_topics
+from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
+from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
+
+log = logging.getLogger(__name__)
+
+
+def default_state_dir() -> str:
+    return os.environ.get("DURABLE_KAFKA_STATE_DIR") or os.path.join(os.getcwd(), ".state", "worker")
+
+
+class Worker:
+    """Runs orchestrations, activities and entities registered on it.
+
+    Options:
+      ``state_dir``: where the RocksDB stores live (a cache of the changelog topics: deleting it
+      is safe, the worker rebuilds). ``worker_id``: stable identity of this worker (its Kafka
+      transactional id); two workers of one hub need different ids. ``partitions``: the hub-wide
+      partition count used when the topics are created. ``max_activity_workers``: threads for
+      sync activities (async ones share one event loop). ``executor_cache_size``: live
+      orchestrations kept in memory between steps (bounded: a miss replays from history).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        hub: str = "default",
+        *,
+        state_dir: str | None = None,
+        worker_id: str | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        max_activity_workers: int = 16,
+        executor_cache_size: int = 2000,
+        create_topics: bool = True,
+        store_options: StoreOptions | None = None,
+    ) -> None:
+        self.bootstrap = resolve_bootstrap(bootstrap_servers)
+        self.hub = validate_hub_name(hub)
+        self.state_dir = os.path.abspath(state_dir or default_state_dir())
+        if worker_id is None:
+            digest = hashlib.sha1(f"{socket.gethostname()}|{self.state_dir}".encode()).hexdigest()[:12]
+            worker_id = f"w{digest}"
+        self.worker_id = worker_id
+        self.partitions = partitions
+        self.max_activity_workers = max_activity_workers
+        self.executor_cache_size = executor_cache_size
+        self.create_topics = create_topics
+        self.store_options = store_options
+        self.topics = HubTopics(self.hub)
+        self._orchestrators = OrchestratorRegistry()
+        self._activities = ActivityRegistry()
+        self._entities: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._orch_processor: Processor | None = None
+        self._entity_processor: Processor | None = None
+        self._activity_worker: ActivityWorker | None = None
+
+    # ------------------------------------------------------------------ registration
+    def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        self._check_not_started()
+        return self._orchestrators.add_orchestrator(fn, name)
+
+    def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        self._check_not_started()
+        return self._activities.add_activity(fn, name)
+
+    def add_entity(self, fn: Any, name: str | None = None) -> str:
+        self._check_not_started()
+        from durable_kafka.entities import entity_name
+
+        key = entity_name(fn, name)
+        self._entities[key] = fn
+        return key
+
+    def _check_not_started(self) -> None:
+        if self._started:
+            raise ConfigurationError("register orchestrators, activities and entities before start()")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "Worker":
+        with self._lock:
+            if self._started:
+                return self
+            if self.create_topics:
+                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap)
+            self._started = True
+            try:
+                self._start_parts()
+            except BaseException:
+                self._stop_parts()
+                self._started = False
+                raise
+        return self
+
+    def _start_parts(self) -> None:
+        t = self.topics
+        topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies)
+        executor = OrchestrationExecutor(self._orchestrators)
+        options = self.store_options or StoreOptions()
+        stores = StoreSet(os.path.join(self.state_dir, self.hub), "orchestrations", options)
+        config = ProcessorConfig(
+            bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
+            changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}")
+        self._orch_processor = Processor(
+            config, stores,
+            lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
+                                              action_to_event=_action_event_for, cache_size=self.executor_cache_size),
+            name="orchestrations")
+        self._orch_processor.start()
+        if self._entities:
+            from durable_kafka.processors.entities import build_entity_processor
+
+            self._entity_processor = build_entity_processor(self, options)
+            self._entity_processor.start()
+        self._activity_worker = ActivityWorker(self.bootstrap, self.hub, self._activities,
+                                               max_workers=self.max_activity_workers)
+        self._activity_worker.start()
+        log.info("worker %s started on hub %s", self.worker_id, self.hub)
+
+    def stop(self) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            self._stop_parts()
+            self._started = False
+        log.info("worker %s stopped", self.worker_id)
+
+    def _stop_parts(self) -> None:
+        for part in (self._activity_worker, self._entity_processor, self._orch_processor):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # noqa: BLE001 - stop the other parts regardless
+                    log.exception("stopping %r failed", part)
+        self._activity_worker = self._entity_processor = self._orch_processor = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._started
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the orchestration processor (episodes, executor cache hits/misses...)."""
+        if self._orch_processor is None:
+            return {}
+        return dict(self._orch_processor.handler.stats)
+
+    def errors(self) -> list[BaseException]:
+        return [p.error for p in (self._orch_processor, self._entity_processor) if p is not None and p.error]
+
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _action_event_for(action: Any, timestamp: Any, instance_id: str | None = None) -> Any:
+    return action_to_event(action, timestamp, instance_id)

@@ -1,0 +1,580 @@
+"""One orchestration instance's state transitions for one batch: messages in, an Outcome out.
+
+Nothing here touches Kafka or RocksDB. :class:`InstanceStep` receives the instance as loaded
+(header, live executor, open task ids), applies the batch's messages in order (dispatch by
+message type, one small handler each), runs one executor episode over the resulting new events,
+and records everything it wants written in an :class:`Outcome`: store puts, records to produce,
+replies. The shell commits the Outcome to the Kafka transaction only if the whole step
+succeeded, so a failure in the middle leaves nothing half-applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from durable_kafka.streams import events as ev
+from durable_kafka.streams.events import (
+    FailureDetails,
+    HistoryEvent,
+    HistoryRecord,
+    InstanceHeader,
+    InstanceStatus,
+    OrchestratorMessage,
+)
+
+from . import store as keys
+
+log = logging.getLogger(__name__)
+
+RUNNING, PENDING, SUSPENDED = "RUNNING", "PENDING", "SUSPENDED"
+COMPLETED, FAILED, TERMINATED, CONTINUED_AS_NEW = "COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW"
+ACTIVE = frozenset({RUNNING, PENDING, SUSPENDED})
+TERMINAL = frozenset({COMPLETED, FAILED, TERMINATED})
+RECENT_IDS = 256  # redeliveries arrive within a batch or two; completions dedupe by open ids
+START_TIMER_ID = -1  # the timer that starts an instance scheduled with start_at
+MAX_CONTINUATIONS = 1000
+NAMESPACE = uuid.UUID("9e1f6f59-5a0c-4d0b-8f0e-3f2a3d6c1b7a")
+
+
+@dataclass
+class Loaded:
+    """An instance as the processor holds it between batches (cached, or rebuilt from the store)."""
+
+    partition: int
+    header: InstanceHeader | None
+    live: Any = None  # executor LiveOrchestration for an active execution, else None
+    open_tasks: set[int] = field(default_factory=set)  # activity / sub-orchestration ids
+    open_timers: dict[int, int] = field(default_factory=dict)  # timer id -> due ms
+    open_requests: set[str] = field(default_factory=set)  # entity call / lock request ids
+    locks: list[str] = field(default_factory=list)  # entities this instance holds locked
+
+
+@dataclass
+class Produce:
+    topic: str
+    key: str
+    value: Any  # a record dataclass, or None for a tombstone
+
+
+@dataclass
+class Outcome:
+    puts: dict[bytes, Any] = field(default_factory=dict)  # store key -> record | None (delete)
+    produce: list[Produce] = field(default_factory=list)
+    evict: bool = False
+
+
+def history_record(instance_id: str, execution_id: str, index: int, event: HistoryEvent) -> HistoryRecord:
+    return HistoryRecord(
+        id=f"{instance_id}/{execution_id}/{index}",
+        instance_id=instance_id,
+        execution_id=execution_id,
+        index=index,
+        event=event,
+    )
+
+
+def to_ms(t: datetime) -> int:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def status_of(h: InstanceHeader) -> InstanceStatus:
+    return InstanceStatus(
+        instance_id=h.instance_id,
+        name=h.name,
+        execution_id=h.execution_id,
+        runtime_status=h.runtime_status,
+        created_at=h.created_at,
+        last_updated_at=h.last_updated_at,
+        input=h.input,
+        output=h.output,
+        custom_status=h.custom_status,
+        failure_details=h.failure_details,
+        parent_instance_id=h.parent_instance_id,
+        tags=dict(h.tags),
+        history_length=h.history_length,
+    )
+
+
+class Topics:
+    """The topic names an instance step writes to (resolved once per worker)."""
+
+    def __init__(self, orchestrator_events: str, activity_requests: str, entity_operations: str,
+                 history: str, status: str, replies: str) -> None:
+        self.orchestrator_events = orchestrator_events
+        self.activity_requests = activity_requests
+        self.entity_operations = entity_operations
+        self.history = history
+        self.status = status
+        self.replies = replies
+
+
+class InstanceStep:
+    """Applies one batch of messages (and due timers) to one instance."""
+
+    def __init__(self, *, loaded: Loaded, instance_id: str, now: datetime, topics: Topics,
+                 executor: Any, load_history: Callable[[str, str], list[HistoryEvent]],
+                 action_to_event: Callable[[Any, datetime], HistoryEvent | None]) -> None:
+        self.s = loaded
+        self.iid = instance_id
+        self.now = now
+        self.t = topics
+        self.executor = executor
+        self.load_history = load_history
+        self.action_to_event = action_to_event
+        self.out = Outcome()
+        self.new_events: list[HistoryEvent] = []
+        self.dirty = False  # header changed, status snapshot due
+
+    # ------------------------------------------------------------------ entry points
+    def apply_messages(self, msgs: list[OrchestratorMessage]) -> None:
+        for m in msgs:
+            h = self.s.header
+            if h is not None and m.id in h.recent_ids:
+                log.debug("dropping duplicate message %s for %s", m.id, self.iid)
+                continue
+            handler = _HANDLERS.get(type(m.body))
+            if handler is None:  # a decodable record of a type we do not route: a bug upstream
+                raise TypeError(f"unexpected message body {type(m.body).__name__}")
+            handler(self, m)
+            h = self.s.header
+            if h is not None:
+                h.recent_ids.append(m.id)
+                if len(h.recent_ids) > RECENT_IDS:
+                    del h.recent_ids[: len(h.recent_ids) - RECENT_IDS]
+                self.dirty = True
+
+    def apply_timer(self, timer: ev.TimerRecord) -> None:
+        h = self.s.header
+        if h is None or h.execution_id != timer.execution_id or h.runtime_status not in ACTIVE:
+            return
+        if timer.timer_id == START_TIMER_ID:
+            self.s.open_timers.pop(START_TIMER_ID, None)
+            started = [r.event for r in h.pending]
+            h.pending = []
+            self.new_events.extend(started)
+            self.dirty = True
+            return
+        if self.s.open_timers.pop(timer.timer_id, None) is None:
+            return
+        self.new_events.append(ev.TimerFired(event_id=-1, timestamp=self.now, timer_id=timer.timer_id, fire_at=timer.fire_at))
+
+    def finish(self) -> Outcome:
+        """Run the episode (if there is anything to run) and write header + status."""
+        h = self.s.header
+        if h is not None and self.new_events:
+            if h.runtime_status == PENDING and h.pending:
+                # not started yet (start_at in the future): keep events until the start timer
+                h.pending.extend(history_record(self.iid, h.execution_id, -1, e) for e in self.new_events)
+                self.new_events = []
+                self.dirty = True
+            else:
+                self._run_episodes()
+        h = self.s.header
+        if h is not None and self.dirty:
+            h.last_updated_at = self.now
+            self.out.puts[keys.instance_key(self.iid)] = h
+            self.out.produce.append(Produce(self.t.status, self.iid, status_of(h)))
+        return self.out
+
+    # ------------------------------------------------------------------ message handlers
+    def _on_start(self, m: OrchestratorMessage) -> None:
+        body: ev.StartOrchestration = m.body
+        h = self.s.header
+        if h is not None and h.runtime_status in ACTIVE:
+            reason = f"an instance with id {self.iid!r} is already {h.runtime_status.lower()}"
+            self._reply(m, False, "InstanceAlreadyExistsError", reason)
+            if body.parent_instance_id is not None and body.parent_task_id is not None:
+                self._send(body.parent_instance_id, ev.SubOrchestrationResult(
+                    execution_id=body.parent_execution_id or "", task_id=body.parent_task_id,
+                    failure_details=FailureDetails(reason, "InstanceAlreadyExistsError")))
+            return
+        if h is not None:
+            self._delete_execution(h)
+        self._new_execution(body, created=True)
+        self._reply(m, True)
+
+    def _new_execution(self, body: ev.StartOrchestration, *, created: bool) -> None:
+        old = self.s.header
+        h = InstanceHeader(
+            instance_id=self.iid,
+            name=body.name,
+            execution_id=body.execution_id,
+            runtime_status=PENDING,
+            created_at=self.now if created or old is None else old.created_at,
+            last_updated_at=self.now,
+            input=body.input,
+            parent_instance_id=body.parent_instance_id,
+            parent_execution_id=body.parent_execution_id,
+            parent_task_id=body.parent_task_id,
+            tags=dict(body.tags),
+            recent_ids=list(old.recent_ids) if old is not None else [],
+        )
+        self.s.header = h
+        self.s.live = None
+        self.s.open_tasks, self.s.open_timers, self.s.open_requests = set(), {}, set()
+        self.new_events = []
+        started = ev.ExecutionStarted(
+            event_id=-1, timestamp=self.now, name=body.name, execution_id=body.execution_id, input=body.input,
+            parent_instance_id=body.parent_instance_id, parent_execution_id=body.parent_execution_id,
+            parent_task_id=body.parent_task_id, scheduled_start_at=body.scheduled_start_at, tags=dict(body.tags))
+        carried = [replace(e, timestamp=self.now) for e in body.carried_events]
+        if body.scheduled_start_at is not None and to_ms(body.scheduled_start_at) > to_ms(self.now):
+            h.pending = [history_record(self.iid, h.execution_id, -1, e) for e in [started, *carried]]
+            due = to_ms(body.scheduled_start_at)
+            self.s.open_timers[START_TIMER_ID] = due
+            self.out.puts[keys.timer_key(due, self.iid, START_TIMER_ID)] = ev.TimerRecord(
+                instance_id=self.iid, execution_id=h.execution_id, timer_id=START_TIMER_ID, fire_at=body.scheduled_start_at)
+        else:
+            self.new_events = [started, *carried]
+        self.dirty = True
+
+    def _on_raise(self, m: OrchestratorMessage) -> None:
+        if not self._active(f"event {m.body.name!r}"):
+            return
+        self.new_events.append(ev.EventRaised(event_id=-1, timestamp=self.now, name=m.body.name, input=m.body.input))
+
+    def _on_terminate(self, m: OrchestratorMessage) -> None:
+        if not self._active("terminate"):
+            return
+        h = self.s.header
+        if h.runtime_status == PENDING and h.pending:  # never started: run start + terminate now
+            self.new_events = [r.event for r in h.pending] + self.new_events
+            h.pending = []
+            self._drop_timer(START_TIMER_ID)
+        self.new_events.append(ev.ExecutionTerminated(event_id=-1, timestamp=self.now, input=m.body.output,
+                                                      recurse=m.body.recursive))
+        if m.body.recursive:
+            for child in h.children:
+                self._send(child, ev.TerminateOrchestration(output=m.body.output, recursive=True))
+
+    def _on_suspend(self, m: OrchestratorMessage) -> None:
+        if self._active("suspend"):
+            self.new_events.append(ev.ExecutionSuspended(event_id=-1, timestamp=self.now, input=m.body.reason))
+
+    def _on_resume(self, m: OrchestratorMessage) -> None:
+        if self._active("resume"):
+            self.new_events.append(ev.ExecutionResumed(event_id=-1, timestamp=self.now, input=m.body.reason))
+
+    def _on_purge(self, m: OrchestratorMessage) -> None:
+        h = self.s.header
+        if h is None:
+            self._reply(m, True, message='{"deleted": 0}')
+            return
+        if h.runtime_status in ACTIVE:
+            self._reply(m, False, "InstanceNotTerminalError",
+                        f"instance {self.iid!r} is {h.runtime_status.lower()}; terminate it before purging")
+            return
+        if m.body.recursive:
+            for child in h.children:
+                self._send(child, ev.PurgeOrchestration(recursive=True))
+        self._delete_execution(h)
+        self.out.puts[keys.instance_key(self.iid)] = None
+        self.out.produce.append(Produce(self.t.status, self.iid, None))
+        self.s.header = None
+        self.out.evict = True
+        self.dirty = False
+        self._reply(m, True, message='{"deleted": 1}')
+
+    def _on_activity_result(self, m: OrchestratorMessage) -> None:
+        self._on_task_result(m.body, ev.TaskCompleted, ev.TaskFailed)
+
+    def _on_sub_result(self, m: OrchestratorMessage) -> None:
+        self._on_task_result(m.body, ev.SubOrchestrationInstanceCompleted, ev.SubOrchestrationInstanceFailed)
+
+    def _on_task_result(self, body: Any, ok: type, failed: type) -> None:
+        h = self.s.header
+        if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
+            return  # late result of an old execution, or of a terminated one: ignored
+        if body.task_id not in self.s.open_tasks:
+            return  # a redelivered result: the task already completed
+        self.s.open_tasks.discard(body.task_id)
+        if body.failure_details is not None:
+            self.new_events.append(failed(event_id=-1, timestamp=self.now, task_scheduled_id=body.task_id,
+                                          failure_details=body.failure_details))
+        else:
+            self.new_events.append(ok(event_id=-1, timestamp=self.now, task_scheduled_id=body.task_id, result=body.result))
+
+    def _on_entity_response(self, m: OrchestratorMessage) -> None:
+        body: ev.EntityResponse = m.body
+        h = self.s.header
+        if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
+            return
+        if body.request_id not in self.s.open_requests:
+            return
+        self.s.open_requests.discard(body.request_id)
+        if body.lock_granted:
+            self.new_events.append(ev.EntityLockGranted(event_id=-1, timestamp=self.now, critical_section_id=body.request_id))
+        elif body.failure_details is not None:
+            self.new_events.append(ev.EntityOperationFailed(event_id=-1, timestamp=self.now, request_id=body.request_id,
+                                                            failure_details=body.failure_details))
+        else:
+            self.new_events.append(ev.EntityOperationCompleted(event_id=-1, timestamp=self.now, request_id=body.request_id,
+                                                               output=body.result))
+
+    # ------------------------------------------------------------------ the episode
+    def _run_episodes(self) -> None:
+        for _ in range(MAX_CONTINUATIONS):
+            h = self.s.header
+            if self.s.live is None:
+                self.s.live = self._rebuild(h)
+            episode = [ev.OrchestratorStarted(event_id=-1, timestamp=self.now), *self.new_events]
+            self.new_events = []
+            result = self.s.live.step(episode)
+            done = next((a for a in result.actions if _is_complete(a)), None)
+            recorded: list[HistoryEvent] = list(episode)
+            if done is None or done.status != TERMINATED:
+                for action in result.actions:
+                    if action is done:
+                        continue
+                    self._dispatch_action(action)
+                    recorded.append(self.action_to_event(action, self.now, self.iid))
+            recorded.append(ev.OrchestratorCompleted(event_id=-1, timestamp=self.now))
+            h.custom_status = result.custom_status
+            if done is None:
+                self._append_history(h, recorded)
+                h.runtime_status = SUSPENDED if result.is_suspended else RUNNING
+                self.dirty = True
+                return
+            if done.status != TERMINATED:  # ExecutionTerminated is already among the new events
+                recorded.append(self.action_to_event(done, self.now, self.iid))
+            self._append_history(h, recorded)
+            if done.status != CONTINUED_AS_NEW:
+                self._complete(h, done)
+                return
+            self._continue_as_new(h, done)
+        self._complete(self.s.header, _failure_action(
+            FailureDetails(f"continue_as_new ran {MAX_CONTINUATIONS} times in one step without awaiting anything",
+                           "ContinueAsNewLoopError")))
+
+    def _rebuild(self, h: InstanceHeader) -> Any:
+        live = self.executor.start(self.iid)
+        history = self.load_history(self.iid, h.execution_id) if h.history_length else []
+        if history:
+            live.apply(history, replaying=True)
+        return live
+
+    def _dispatch_action(self, action: Any) -> None:
+        handler = _ACTIONS.get(type(action).__name__)
+        if handler is not None:
+            handler(self, action)
+
+    def _append_history(self, h: InstanceHeader, events_: list[HistoryEvent]) -> None:
+        for e in events_:
+            rec = history_record(self.iid, h.execution_id, h.history_length, e)
+            h.history_length += 1
+            self.out.puts[keys.history_key(self.iid, h.execution_id, rec.index)] = rec
+            self.out.produce.append(Produce(self.t.history, self.iid, rec))
+
+    def _complete(self, h: InstanceHeader, done: Any) -> None:
+        h.runtime_status = done.status
+        h.output = done.result
+        h.failure_details = done.failure_details
+        h.pending = []
+        for timer_id, due in list(self.s.open_timers.items()):
+            self._drop_timer(timer_id, due)
+        for entity_id in self.s.locks:  # a lock holder that ends releases its locks
+            self._send_entity(entity_id, ev.UnlockEntity(critical_section_id=f"{self.iid}/{h.execution_id}",
+                                                        parent_instance_id=self.iid))
+        self.s.locks = []
+        self.s.live = None
+        self.out.evict = True
+        self.dirty = True
+        if h.parent_instance_id is not None and h.parent_task_id is not None:
+            failure = None
+            if done.status == FAILED:
+                failure = h.failure_details
+            elif done.status == TERMINATED:
+                failure = FailureDetails(f"sub-orchestration {self.iid!r} was terminated", "OrchestrationTerminatedError")
+            self._send(h.parent_instance_id, ev.SubOrchestrationResult(
+                execution_id=h.parent_execution_id or "", task_id=h.parent_task_id,
+                result=h.output if failure is None else None, failure_details=failure))
+
+    def _continue_as_new(self, h: InstanceHeader, done: Any) -> None:
+        self._delete_execution(h)
+        for timer_id, due in list(self.s.open_timers.items()):
+            self._drop_timer(timer_id, due)
+        new_exec = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/continue").hex
+        carried = list(getattr(done, "carryover_events", None) or [])
+        body = ev.StartOrchestration(
+            name=h.name, execution_id=new_exec, input=done.new_input, tags=dict(h.tags),
+            parent_instance_id=h.parent_instance_id, parent_execution_id=h.parent_execution_id,
+            parent_task_id=h.parent_task_id, carried_events=carried)
+        children = list(h.children)
+        self._new_execution(body, created=False)
+        self.s.header.children = children
+        self.s.header.runtime_status = RUNNING
+
+    def _delete_execution(self, h: InstanceHeader) -> None:
+        """Tombstone an execution's history keys (their count is known: no scan needed)."""
+        for i in range(h.history_length):
+            self.out.puts[keys.history_key(self.iid, h.execution_id, i)] = None
+        h.history_length = 0
+
+    # ------------------------------------------------------------------ actions -> records
+    def _act_schedule_task(self, a: Any) -> None:
+        h = self.s.header
+        self.s.open_tasks.add(a.id)
+        self.out.produce.append(Produce(self.t.activity_requests, self.iid, ev.ActivityRequest(
+            id=f"{self.iid}/{h.execution_id}/{a.id}", instance_id=self.iid, execution_id=h.execution_id,
+            task_id=a.id, name=a.name, input=a.input, tags=dict(getattr(a, "tags", None) or {}))))
+
+    def _act_create_timer(self, a: Any) -> None:
+        h = self.s.header
+        due = to_ms(a.fire_at)
+        self.s.open_timers[a.id] = due
+        self.out.puts[keys.timer_key(due, self.iid, a.id)] = ev.TimerRecord(
+            instance_id=self.iid, execution_id=h.execution_id, timer_id=a.id, fire_at=a.fire_at)
+
+    def _act_sub_orchestration(self, a: Any) -> None:
+        h = self.s.header
+        self.s.open_tasks.add(a.id)
+        if a.instance_id not in h.children:
+            h.children.append(a.instance_id)
+        exec_id = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/{a.id}").hex
+        self._send(a.instance_id, ev.StartOrchestration(
+            name=a.name, execution_id=exec_id, input=a.input, parent_instance_id=self.iid,
+            parent_execution_id=h.execution_id, parent_task_id=a.id))
+
+    def _act_send_event(self, a: Any) -> None:
+        if a.instance_id == self.iid:
+            log.info("send_event from %s to itself dropped", self.iid)
+            return
+        self._send(a.instance_id, ev.RaiseEvent(name=a.name, input=a.data))
+
+    def _act_signal_entity(self, a: Any) -> None:
+        self._send_entity(a.entity_id, ev.SignalEntity(operation=a.operation, input=a.input,
+                                                       parent_instance_id=self.iid), msg_id=a.request_id)
+
+    def _act_call_entity(self, a: Any) -> None:
+        h = self.s.header
+        self.s.open_requests.add(a.request_id)
+        self._send_entity(a.entity_id, ev.CallEntity(operation=a.operation, request_id=a.request_id, input=a.input,
+                                                     parent_instance_id=self.iid, parent_execution_id=h.execution_id),
+                          msg_id=a.request_id)
+
+    def _act_lock_entities(self, a: Any) -> None:
+        h = self.s.header
+        self.s.open_requests.add(a.critical_section_id)
+        lock_set = list(a.lock_set)
+        self.s.locks = lock_set
+        self._send_entity(lock_set[0], ev.LockEntities(critical_section_id=a.critical_section_id, lock_set=lock_set,
+                                                       position=0, parent_instance_id=self.iid,
+                                                       parent_execution_id=h.execution_id),
+                          msg_id=f"{a.critical_section_id}/lock")
+
+    def _act_unlock_entity(self, a: Any) -> None:
+        if a.entity_id in self.s.locks:
+            self.s.locks.remove(a.entity_id)
+        self._send_entity(a.entity_id, ev.UnlockEntity(critical_section_id=a.critical_section_id,
+                                                       parent_instance_id=self.iid),
+                          msg_id=f"{a.critical_section_id}/unlock/{a.entity_id}")
+
+    # ------------------------------------------------------------------ helpers
+    def _active(self, what: str) -> bool:
+        h = self.s.header
+        if h is None or h.runtime_status not in ACTIVE:
+            log.info("%s for %s dropped: instance is %s", what, self.iid, "missing" if h is None else h.runtime_status)
+            return False
+        return True
+
+    def _send(self, instance_id: str, body: Any) -> None:
+        self.out.produce.append(Produce(self.t.orchestrator_events, instance_id, OrchestratorMessage(
+            id=str(uuid.uuid4()), instance_id=instance_id, sent_at=self.now, body=body)))
+
+    def _send_entity(self, entity_id: str, body: Any, msg_id: str | None = None) -> None:
+        self.out.produce.append(Produce(self.t.entity_operations, entity_id, ev.EntityMessage(
+            id=msg_id or str(uuid.uuid4()), entity_id=entity_id, sent_at=self.now, body=body)))
+
+    def _reply(self, m: OrchestratorMessage, accepted: bool, error_type: str | None = None,
+               message: str | None = None) -> None:
+        if m.reply_to:
+            self.out.produce.append(Produce(self.t.replies, m.reply_to, ev.ClientReply(
+                request_id=m.id, instance_id=self.iid, accepted=accepted, error_type=error_type, message=message)))
+
+    def _drop_timer(self, timer_id: int, due: int | None = None) -> None:
+        due = self.s.open_timers.pop(timer_id, due)
+        if due is not None:
+            self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
+
+
+@dataclass
+class _Failure:
+    status: str
+    result: str | None
+    failure_details: FailureDetails
+
+
+def _failure_action(details: FailureDetails) -> _Failure:
+    return _Failure(FAILED, None, details)
+
+
+def _is_complete(action: Any) -> bool:
+    return type(action).__name__ == "CompleteOrchestration"
+
+
+def fail_instance(step: InstanceStep, details: FailureDetails) -> Outcome:
+    """End an active instance FAILED with ``details`` (used for poison input)."""
+    h = step.s.header
+    if h is None or h.runtime_status not in ACTIVE:
+        return step.out
+    step._append_history(h, [ev.ExecutionCompleted(event_id=-1, timestamp=step.now, runtime_status=FAILED,
+                                                    failure_details=details)])
+    step._complete(h, _failure_action(details))
+    return step.finish()
+
+
+_HANDLERS: dict[type, Callable[[InstanceStep, OrchestratorMessage], None]] = {
+    ev.StartOrchestration: InstanceStep._on_start,
+    ev.RaiseEvent: InstanceStep._on_raise,
+    ev.TerminateOrchestration: InstanceStep._on_terminate,
+    ev.SuspendOrchestration: InstanceStep._on_suspend,
+    ev.ResumeOrchestration: InstanceStep._on_resume,
+    ev.PurgeOrchestration: InstanceStep._on_purge,
+    ev.ActivityResult: InstanceStep._on_activity_result,
+    ev.SubOrchestrationResult: InstanceStep._on_sub_result,
+    ev.EntityResponse: InstanceStep._on_entity_response,
+}
+
+_ACTIONS: dict[str, Callable[[InstanceStep, Any], None]] = {
+    "ScheduleTask": InstanceStep._act_schedule_task,
+    "CreateTimer": InstanceStep._act_create_timer,
+    "CreateSubOrchestration": InstanceStep._act_sub_orchestration,
+    "SendEvent": InstanceStep._act_send_event,
+    "SignalEntityAction": InstanceStep._act_signal_entity,
+    "CallEntityAction": InstanceStep._act_call_entity,
+    "LockEntitiesAction": InstanceStep._act_lock_entities,
+    "UnlockEntityAction": InstanceStep._act_unlock_entity,
+}
+
+
+def open_ids_from_history(history: list[HistoryEvent]) -> tuple[set[int], dict[int, int], set[str]]:
+    """Which tasks, timers and entity requests of an execution are still waiting, from its history."""
+    tasks: set[int] = set()
+    timers: dict[int, int] = {}
+    requests: set[str] = set()
+    for e in history:
+        if isinstance(e, (ev.TaskScheduled, ev.SubOrchestrationInstanceCreated)):
+            tasks.add(e.event_id)
+        elif isinstance(e, (ev.TaskCompleted, ev.TaskFailed, ev.SubOrchestrationInstanceCompleted,
+                            ev.SubOrchestrationInstanceFailed)):
+            tasks.discard(e.task_scheduled_id)
+        elif isinstance(e, ev.TimerCreated):
+            timers[e.event_id] = to_ms(e.fire_at)
+        elif isinstance(e, ev.TimerFired):
+            timers.pop(e.timer_id, None)
+        elif isinstance(e, ev.EntityOperationCalled):
+            requests.add(e.request_id)
+        elif isinstance(e, ev.EntityLockRequested):
+            requests.add(e.critical_section_id)
+        elif isinstance(e, (ev.EntityOperationCompleted, ev.EntityOperationFailed)):
+            requests.discard(e.request_id)
+        elif isinstance(e, ev.EntityLockGranted):
+            requests.discard(e.critical_section_id)
+    return tasks, timers, requests

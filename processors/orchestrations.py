@@ -1,0 +1,230 @@
+"""The orchestration processor: `<hub>.orchestrator-events` in, everything an instance does out.
+
+This is the shell around :mod:`.instance` (state transitions) and the pure executor: it decodes
+records, groups a batch by instance (one executor episode per instance per batch, however many
+messages it got), keeps live executors in a bounded LRU cache so that a steady-state step never
+replays the whole history, fires due timers from the partition-local index, and dead-letters
+poison input without stopping the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka import Message
+
+from durable_kafka.errors import CodecError
+from durable_kafka.streams import events as ev
+from durable_kafka.streams.codec import Codec
+from durable_kafka.streams.events import FailureDetails, HistoryEvent, OrchestratorMessage
+
+from . import store as keys
+from .instance import (
+    ACTIVE,
+    PENDING,
+    START_TIMER_ID,
+    InstanceStep,
+    Loaded,
+    Outcome,
+    Topics,
+    fail_instance,
+    open_ids_from_history,
+    to_ms,
+)
+from .runtime import Processor, Transaction
+
+log = logging.getLogger(__name__)
+
+MAX_TIMERS_PER_TICK = 2000
+
+
+class OrchestrationHandler:
+    """Implements :class:`~.runtime.Handler` for orchestration instances."""
+
+    def __init__(self, processor: Processor, *, topics: Topics, deadletter_topic: str, executor: Any,
+                 action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None) -> None:
+        self.proc = processor
+        self.topics = topics
+        self.deadletter_topic = deadletter_topic
+        self.executor = executor
+        self.action_to_event = action_to_event
+        self.codec = codec or Codec.default()
+        self.cache: OrderedDict[str, Loaded] = OrderedDict()
+        self.cache_size = cache_size
+        self.stats = {"episodes": 0, "cache_hits": 0, "cache_misses": 0, "deadletters": 0}
+
+    # ------------------------------------------------------------------ Handler protocol
+    def process(self, txn: Transaction, records: list[Message]) -> None:
+        now = datetime.now(timezone.utc)
+        groups: OrderedDict[tuple[int, str], list[tuple[Message, OrderedDict | Any]]] = OrderedDict()
+        for rec in records:
+            key = rec.key().decode("utf-8", "replace") if rec.key() is not None else None
+            try:
+                msg = self.codec.decode(rec.value(), expected=OrchestratorMessage)
+            except CodecError as exc:
+                self._dead_letter(txn, rec, f"cannot decode: {exc}", type(exc).__name__, key)
+                if key is not None:
+                    self._fail(txn, rec.partition(), key, now, FailureDetails(
+                        f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
+                continue
+            groups.setdefault((rec.partition(), msg.instance_id), []).append((rec, msg))
+        for (partition, iid), items in groups.items():
+            self._run_instance(txn, partition, iid, now, msgs=[m for _, m in items], raws=[r for r, _ in items])
+
+    def has_due_work(self, now_ms: int) -> bool:
+        for p in list(self.proc.owned):
+            store = self.proc.stores.get(p)
+            if store is None:
+                continue
+            first = store.first(keys.TIMER_PREFIX)
+            if first is not None and keys.timer_due_ms(first[0]) <= now_ms:
+                return True
+        return False
+
+    def tick(self, txn: Transaction, now_ms: int) -> None:
+        now = datetime.now(timezone.utc)
+        for p in list(self.proc.owned):
+            store = self.proc.stores.get(p)
+            if store is None:
+                continue
+            due: OrderedDict[str, list[ev.TimerRecord]] = OrderedDict()
+            n = 0
+            for k, v in store.scan(keys.TIMER_PREFIX):
+                if keys.timer_due_ms(k) > now_ms or n >= MAX_TIMERS_PER_TICK:
+                    break
+                if txn.get(p, k) is None:  # already fired (deleted) in this batch
+                    continue
+                timer = self.codec.decode(v, expected=ev.TimerRecord)
+                txn.put(p, k, None)
+                due.setdefault(timer.instance_id, []).append(timer)
+                n += 1
+            for iid, timers in due.items():
+                self._run_instance(txn, p, iid, now, timers=timers)
+
+    def on_assigned(self, partitions: list[int]) -> None:
+        pass
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        gone = set(partitions)
+        for iid in [i for i, s in self.cache.items() if s.partition in gone]:
+            del self.cache[iid]
+
+    def on_aborted(self) -> None:
+        self.cache.clear()
+
+    # ------------------------------------------------------------------ one instance
+    def _run_instance(self, txn: Transaction, partition: int, iid: str, now: datetime, *,
+                      msgs: list[OrchestratorMessage] = (), raws: list[Message] = (),
+                      timers: list[ev.TimerRecord] = ()) -> None:
+        try:
+            loaded = self._load(txn, partition, iid)
+            step = self._step(loaded, iid, now)
+            step.apply_messages(list(msgs))
+            for t in timers:
+                step.apply_timer(t)
+            outcome = step.finish()
+            if step.new_events or outcome.puts or outcome.produce:
+                self.stats["episodes"] += 1
+        except Exception as exc:  # noqa: BLE001 - poison input must not stop the partition
+            self.cache.pop(iid, None)
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("instance %s: cannot apply input (%s); dead-lettering it", iid, reason)
+            tb = traceback.format_exc()
+            for raw in raws:
+                self._dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
+            self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", type(exc).__name__, tb))
+            return
+        self._commit(txn, partition, iid, step.s, outcome)
+
+    def _step(self, loaded: Loaded, iid: str, now: datetime) -> InstanceStep:
+        return InstanceStep(loaded=loaded, instance_id=iid, now=now, topics=self.topics, executor=self.executor,
+                            load_history=lambda i, e: self._history_cache[(i, e)],
+                            action_to_event=self.action_to_event)
+
+    def _load(self, txn: Transaction, partition: int, iid: str) -> Loaded:
+        cached = self.cache.get(iid)
+        if cached is not None:
+            self.cache.move_to_end(iid)
+            self.stats["cache_hits"] += 1
+            self._history_cache = _LazyHistory(self, txn, partition)
+            return cached
+        self.stats["cache_misses"] += 1
+        raw = txn.get(partition, keys.instance_key(iid))
+        header = self.codec.decode(raw, expected=ev.InstanceHeader) if raw is not None else None
+        loaded = Loaded(partition=partition, header=header)
+        self._history_cache = _LazyHistory(self, txn, partition)
+        if header is not None and header.runtime_status in ACTIVE:
+            history = self._history_cache[(iid, header.execution_id)]
+            loaded.open_tasks, loaded.open_timers, loaded.open_requests = open_ids_from_history(history)
+            loaded.locks = _held_locks(history)
+            if header.runtime_status == PENDING and header.pending:
+                first = header.pending[0].event
+                if isinstance(first, ev.ExecutionStarted) and first.scheduled_start_at is not None:
+                    loaded.open_timers[START_TIMER_ID] = to_ms(first.scheduled_start_at)
+        return loaded
+
+    def load_history(self, txn: Transaction, partition: int, iid: str, execution_id: str) -> list[HistoryEvent]:
+        rows = txn.scan(partition, keys.history_prefix(iid, execution_id))
+        return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
+
+    def _commit(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome) -> None:
+        for k, value in outcome.puts.items():
+            txn.put(partition, k, self.codec.encode(value) if value is not None else None)
+        for p in outcome.produce:
+            txn.produce(p.topic, p.key.encode(), self.codec.encode(p.value) if p.value is not None else None)
+        if outcome.evict or loaded.header is None or loaded.header.runtime_status not in ACTIVE:
+            self.cache.pop(iid, None)
+        else:
+            self.cache[iid] = loaded
+            self.cache.move_to_end(iid)
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+
+    def _fail(self, txn: Transaction, partition: int, iid: str, now: datetime, details: FailureDetails) -> None:
+        """End the affected instance FAILED with the poison record's reason (best effort)."""
+        try:
+            self.cache.pop(iid, None)
+            loaded = self._load(txn, partition, iid)
+            if loaded.header is None or loaded.header.runtime_status not in ACTIVE:
+                return
+            outcome = fail_instance(self._step(loaded, iid, now), details)
+            self._commit(txn, partition, iid, loaded, outcome)
+        except Exception:  # noqa: BLE001 - the dead letter already holds the record; keep going
+            log.exception("could not mark %s failed", iid)
+            self.cache.pop(iid, None)
+
+    def _dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str, iid: str | None) -> None:
+        self.stats["deadletters"] += 1
+        letter = ev.DeadLetter(
+            id=str(uuid.uuid4()), topic=rec.topic(), partition=rec.partition(), offset=rec.offset(),
+            original=rec.value() or b"", reason=reason, error_type=error_type,
+            failed_at=datetime.now(timezone.utc), key=rec.key(), instance_id=iid)
+        txn.produce(self.deadletter_topic, rec.key(), self.codec.encode(letter))
+
+
+class _LazyHistory:
+    """Loads an execution's history from the store only when a cache miss needs a replay."""
+
+    def __init__(self, handler: OrchestrationHandler, txn: Transaction, partition: int) -> None:
+        self.h, self.txn, self.p = handler, txn, partition
+        self._memo: dict[tuple[str, str], list[HistoryEvent]] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> list[HistoryEvent]:
+        if key not in self._memo:
+            self._memo[key] = self.h.load_history(self.txn, self.p, *key)
+        return self._memo[key]
+
+
+def _held_locks(history: list[HistoryEvent]) -> list[str]:
+    held: list[str] = []
+    for e in history:
+        if isinstance(e, ev.EntityLockRequested):
+            held = list(e.lock_set)
+        elif isinstance(e, ev.EntityUnlockSent) and e.target_instance_id in held:
+            held.remove(e.target_instance_id)
+    return held
