@@ -207,7 +207,7 @@ class Processor:
     def _restore_one(self, reader: Consumer, partition: int) -> None:
         store = self.stores.open(partition)
         tp = TopicPartition(self.config.changelog_topic, partition)
-        _low, end = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+        _low, end = _watermarks(reader, tp)
         start = store.changelog_offset + 1
         if start > end:  # local state claims more than the changelog has: not ours, rebuild
             log.warning("changelog %s[%d] ends at %d but local state is at %d; rebuilding", tp.topic, partition, end, start)
@@ -339,6 +339,22 @@ class Processor:
         for (t, p), off in firsts.items():
             if p in self.owned:
                 self.consumer.seek(TopicPartition(t, p, off))
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> tuple[int, int]:
+    """Watermarks, retried while a freshly created partition has no leader yet."""
+    for attempt in range(attempts):
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        except KafkaException as exc:
+            if attempt == attempts - 1 or not (exc.args[0].retriable() or exc.args[0].code() in _TRANSIENT):
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+_TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
