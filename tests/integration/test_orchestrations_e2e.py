@@ -276,7 +276,7 @@ def test_when_any_timer_beats_event(engine):
 
 def test_scheduled_start_waits(engine):
     _, c = engine
-    start_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    start_at = datetime.now(timezone.utc) + timedelta(seconds=4)
     iid = c.schedule_new_orchestration(sequence, start_at=start_at)
     assert c.get_orchestration_state(iid).runtime_status == OrchestrationStatus.PENDING
     state = c.wait_for_orchestration_completion(iid, timeout=30)
