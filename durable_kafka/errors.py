@@ -2,19 +2,26 @@
 
     DurableKafkaError
     ├── ConfigurationError          bad settings: hub name, partition counts, bootstrap
+    │   ├── InvalidHubNameError     a task hub name that cannot prefix topic names
     │   └── PartitionCountMismatchError
-    ├── CodecError                  bytes that cannot become a record
+    ├── CodecError                  bytes that cannot become a record (or a record, bytes)
     │   ├── UnknownSchemaError      fingerprint not in the registry
-    │   └── CorruptRecordError      truncated, bad marker, undecodable body
+    │   ├── CorruptRecordError      truncated, bad marker, undecodable body
+    │   ├── RecordEncodeError       a record that does not fit its schema (a caller bug)
+    │   └── IncompatibleSchemaError a writer schema the current schema cannot read
     ├── ClientError                 a client call that cannot be done as asked
     │   ├── InvalidInstanceIdError
     │   ├── InstanceAlreadyExistsError
     │   ├── InstanceNotFoundError
     │   ├── InvalidArgumentError
+    │   ├── OrchestrationFailedError  raise_if_failed() on a failed instance's state
     │   └── TimeoutError            waiting on an instance took longer than allowed
     ├── OrchestrationError          raised inside orchestrator code
     │   ├── TaskFailedError         an awaited activity/sub-orchestration/entity call failed
-    │   └── NonDeterminismError     orchestrator code diverged from its history
+    │   ├── TaskCancelledError      the result of a cancelled timer/event wait was asked for
+    │   ├── NonDeterminismError     orchestrator code diverged from its history
+    │   ├── OrchestratorNotRegisteredError  history names an orchestrator nobody registered
+    │   └── OrchestrationStateError a call the orchestration's current state does not allow
     └── BrokerError                 the local broker cannot be assembled/started
 
 Callers catch the narrowest class they can act on; the messages name the specific thing
@@ -32,6 +39,10 @@ class DurableKafkaError(Exception):
 
 class ConfigurationError(DurableKafkaError, ValueError):
     """Settings that cannot work: fix the configuration, retrying will not help."""
+
+
+class InvalidHubNameError(ConfigurationError):
+    """A task hub name that breaks the naming rule (it prefixes every topic of the hub)."""
 
 
 class PartitionCountMismatchError(ConfigurationError):
@@ -61,6 +72,17 @@ class CorruptRecordError(CodecError):
     """Truncated bytes, a wrong marker, or a body that does not decode with its schema."""
 
 
+class RecordEncodeError(CodecError, ValueError):
+    """A record that cannot be encoded: not a known record type, or a field of the wrong type.
+
+    Unlike the decode errors this is a bug in the code that built the record, not bad input.
+    """
+
+
+class IncompatibleSchemaError(CodecError):
+    """A writer schema that is not valid Avro or that the current schema cannot resolve."""
+
+
 class ClientError(DurableKafkaError):
     """A client call that cannot be carried out as asked."""
 
@@ -84,6 +106,18 @@ class InvalidArgumentError(ClientError, ValueError):
     """A client argument of the wrong type or value."""
 
 
+class OrchestrationFailedError(ClientError):
+    """An orchestration instance ended FAILED; ``failure_details`` says why (as in durabletask).
+
+    Raised by ``OrchestrationState.raise_if_failed()`` so callers can turn a failed state into
+    an exception without inspecting the status themselves.
+    """
+
+    def __init__(self, message: str, failure_details: Any) -> None:
+        super().__init__(message)
+        self.failure_details = failure_details
+
+
 class TimeoutError(ClientError, TimeoutError):  # noqa: A001 - deliberate: also a builtin TimeoutError
     """Waiting for an instance took longer than the caller allowed."""
 
@@ -104,8 +138,25 @@ class TaskFailedError(OrchestrationError):
         self.details = details
 
 
+class TaskCancelledError(OrchestrationError):
+    """The result of a task that was cancelled (``task.cancel()``) was asked for."""
+
+
 class NonDeterminismError(OrchestrationError):
     """Orchestrator code asked for a different action than its history recorded."""
+
+
+class OrchestratorNotRegisteredError(OrchestrationError):
+    """An ExecutionStarted event names an orchestrator that is not in the registry."""
+
+
+class OrchestrationStateError(OrchestrationError):
+    """A call that the orchestration's current state does not allow.
+
+    Examples: feeding events to a live orchestration that already finished, yielding something
+    that is not a task, nesting entity locks or calling an unlocked entity inside a critical
+    section.
+    """
 
 
 class BrokerError(DurableKafkaError):

@@ -1,0 +1,59 @@
+"""``python -m durable_kafka worker module:attr``: run a Worker defined in user code until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+
+from durable_kafka.errors import ConfigurationError
+
+
+def load_worker(spec: str):
+    """Import ``module:attr`` and return the Worker it names (a Worker or a factory returning one)."""
+    from durable_kafka.worker import Worker
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"expected module:attribute, got {spec!r}")
+    sys.path.insert(0, ".")
+    module = importlib.import_module(module_name)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Worker):
+        obj = obj()
+    if not isinstance(obj, Worker):
+        raise ConfigurationError(f"{spec} is a {type(obj).__name__}, not a durable_kafka.Worker")
+    return obj
+
+
+def add_worker_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("worker", help="run a Worker defined in your code (module:attribute)")
+    p.add_argument("target", help="module:attribute naming a durable_kafka.Worker (or a function returning one)")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING: quiet)")
+    p.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    worker = load_worker(args.target)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    print(f"worker {worker.worker_id} running on hub {worker.hub} ({worker.bootstrap}); Ctrl-C stops it", flush=True)
+    try:
+        while not stop.wait(0.5):
+            errors = worker.errors()
+            if errors:
+                print(f"worker stopped by an error: {errors[0]!r}", file=sys.stderr, flush=True)
+                return 1
+    finally:
+        worker.stop()
+    return 0
