@@ -1,0 +1,221 @@
+"""Create, inspect and delete the topics of a task hub on a broker.
+
+``ensure_topics`` is safe to call on every worker start: it creates only what is missing and
+refuses (before creating anything) when an existing hub topic has a different partition count,
+because co-partitioning would silently break otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from durable_kafka.errors import BrokerError, PartitionCountMismatchError
+from durable_kafka.streams.config import admin_config, bootstrap_servers
+from durable_kafka.streams.topics import DEFAULT_PARTITIONS, Topic, catalog
+
+__all__ = ["TopicReport", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopicReport:
+    """One catalog topic compared with what the broker has."""
+
+    topic: Topic
+    exists: bool
+    partitions: int | None = None
+    cleanup_policy: str | None = None
+    retention_ms: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def name(self) -> str:
+        return self.topic.name
+
+
+def _admin(bootstrap: str | None) -> AdminClient:
+    return AdminClient(admin_config(bootstrap_servers(bootstrap)))
+
+
+def _broker_error(what: str, exc: KafkaException, bootstrap: str | None) -> BrokerError:
+    return BrokerError(f"{what} failed on {bootstrap_servers(bootstrap)}: {exc.args[0] if exc.args else exc}")
+
+
+def existing_partitions(
+    admin: AdminClient, names: list[str], timeout: float, bootstrap: str | None = None
+) -> dict[str, int]:
+    """Partition counts of those ``names`` that exist on the broker (absent names are left out)."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise _broker_error("listing topics", exc, bootstrap) from exc
+    found = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            continue
+        found[name] = len(topic.partitions)
+    return found
+
+
+def _check_counts(topics: list[Topic], actual: dict[str, int]) -> None:
+    for topic in topics:
+        count = actual.get(topic.name)
+        if count is not None and count != topic.partitions:
+            raise PartitionCountMismatchError(topic.name, topic.partitions, count)
+
+
+def ensure_topics(
+    hub: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    bootstrap: str | None = None,
+    timeout: float = 30,
+    replication_factor: int = -1,
+) -> list[str]:
+    """Create the missing topics of ``hub``; return the names created (empty when all existed).
+
+    Raises ``PartitionCountMismatchError`` if any existing hub topic has another partition count
+    (checked before anything is created), ``InvalidHubNameError`` for a bad hub name and
+    ``BrokerError`` when the broker cannot be reached or refuses. ``replication_factor=-1``
+    uses the broker's ``default.replication.factor``.
+    """
+    topics = catalog(hub, partitions)
+    admin = _admin(bootstrap)
+    deadline = time.monotonic() + timeout
+    names = [t.name for t in topics]
+    existing = existing_partitions(admin, names, timeout, bootstrap)
+    _check_counts(topics, existing)
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config=t.config)
+            for t in missing
+        ],
+        request_timeout=timeout,
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # someone else created it concurrently; its count is checked below
+            raise _broker_error(f"creating topic {name!r}", exc, bootstrap) from exc
+    _wait_visible(admin, topics, deadline, bootstrap)
+    if created:
+        log.info("hub %s: created %d topics with %d partitions", hub, len(created), partitions)
+    return [n for n in names if n in created]
+
+
+def _wait_visible(admin: AdminClient, topics: list[Topic], deadline: float, bootstrap: str | None) -> None:
+    """Wait until metadata shows every topic with all its partitions, then re-check the counts."""
+    names = [t.name for t in topics]
+    while True:
+        remaining = max(deadline - time.monotonic(), 0.5)
+        actual = existing_partitions(admin, names, remaining, bootstrap)
+        _check_counts(topics, actual)  # a concurrent creator may have used another count
+        if len(actual) == len(names):
+            return
+        if time.monotonic() >= deadline:
+            missing = sorted(set(names) - set(actual))
+            raise BrokerError(f"topics created but not visible in metadata in time: {', '.join(missing)}")
+        time.sleep(0.05)
+
+
+def describe_topics(
+    hub: str, partitions: int = DEFAULT_PARTITIONS, bootstrap: str | None = None, timeout: float = 30
+) -> list[TopicReport]:
+    """Compare the catalog of ``hub`` with the broker, topic by topic (nothing is changed)."""
+    topics = catalog(hub, partitions)
+    admin = _admin(bootstrap)
+    actual = existing_partitions(admin, [t.name for t in topics], timeout, bootstrap)
+    present = [t for t in topics if t.name in actual]
+    configs = _topic_configs(admin, [t.name for t in present], timeout, bootstrap)
+    reports = []
+    for topic in topics:
+        if topic.name not in actual:
+            reports.append(TopicReport(topic, exists=False, problems=["missing"]))
+            continue
+        config = configs.get(topic.name, {})
+        retention = config.get("retention.ms")
+        report = TopicReport(
+            topic,
+            exists=True,
+            partitions=actual[topic.name],
+            cleanup_policy=config.get("cleanup.policy"),
+            retention_ms=int(retention) if retention is not None else None,
+        )
+        report.problems = _problems(topic, report)
+        reports.append(report)
+    return reports
+
+
+def _problems(topic: Topic, report: TopicReport) -> list[str]:
+    problems = []
+    if report.partitions != topic.partitions:
+        problems.append(f"partitions {report.partitions}, expected {topic.partitions}")
+    if report.cleanup_policy != topic.spec.cleanup_policy:
+        problems.append(f"cleanup.policy {report.cleanup_policy}, expected {topic.spec.cleanup_policy}")
+    expected_retention = topic.spec.retention_ms
+    if expected_retention is not None and report.retention_ms != expected_retention:
+        problems.append(f"retention.ms {report.retention_ms}, expected {expected_retention}")
+    return problems
+
+
+def _topic_configs(
+    admin: AdminClient, names: list[str], timeout: float, bootstrap: str | None
+) -> dict[str, dict[str, str]]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+    futures = admin.describe_configs(resources, request_timeout=timeout)
+    result = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result()
+        except KafkaException as exc:
+            raise _broker_error(f"describing configs of {resource.name!r}", exc, bootstrap) from exc
+        result[resource.name] = {key: entry.value for key, entry in entries.items()}
+    return result
+
+
+def delete_hub(hub: str, bootstrap: str | None = None, timeout: float = 30) -> list[str]:
+    """Delete every existing topic of ``hub`` (for tests and teardown); return the names deleted.
+
+    Waits until the deleted topics are gone from metadata so a caller can recreate them.
+    """
+    names = [t.name for t in catalog(hub)]
+    admin = _admin(bootstrap)
+    existing = existing_partitions(admin, names, timeout, bootstrap)
+    if not existing:
+        return []
+    futures = admin.delete_topics(list(existing), request_timeout=timeout, operation_timeout=timeout)
+    deleted = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            deleted.append(name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise _broker_error(f"deleting topic {name!r}", exc, bootstrap) from exc
+    deadline = time.monotonic() + timeout
+    while existing_partitions(admin, deleted, timeout, bootstrap):
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"deleted topics of hub {hub!r} still listed after {timeout}s")
+        time.sleep(0.05)
+    return [n for n in names if n in deleted]

@@ -1,0 +1,221 @@
+"""The topics of a task hub, declared once: names, keys, value records and broker policies.
+
+Every component (processors, workers, client, admin CLI) derives topic names from this catalog,
+so a hub is always the same set of topics. All topics of a hub share one partition count:
+records for one instance id must land on the same partition number in every topic (the
+processor that owns the partition owns the instance), which only holds when the counts agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from durable_kafka.errors import ConfigurationError, InvalidHubNameError
+from durable_kafka.streams import events
+
+__all__ = [
+    "HUB_NAME_MAX_LENGTH",
+    "DEFAULT_PARTITIONS",
+    "TopicSpec",
+    "Topic",
+    "HubTopics",
+    "SPECS",
+    "catalog",
+    "validate_hub_name",
+]
+
+HUB_NAME_MAX_LENGTH = 64
+DEFAULT_PARTITIONS = 12
+
+_DAY_MS = 24 * 60 * 60 * 1000
+_HOUR_MS = 60 * 60 * 1000
+_ALLOWED = re.compile(r"[A-Za-z0-9_-]")
+
+
+def validate_hub_name(hub: str) -> str:
+    """Return ``hub`` if it is a valid task hub name, else raise ``InvalidHubNameError``.
+
+    A hub name is 1-64 letters, digits, '-' or '_', starting with a letter. It becomes the
+    prefix of topic names, consumer groups and transactional ids, so it excludes '.' (the
+    separator before the topic suffix) and anything Kafka would reject in a topic name.
+    """
+    if not isinstance(hub, str):
+        raise InvalidHubNameError(f"hub name must be a string, got {type(hub).__name__}")
+    if not hub:
+        raise InvalidHubNameError("hub name is empty; use 1-64 letters, digits, '-' or '_'")
+    if len(hub) > HUB_NAME_MAX_LENGTH:
+        raise InvalidHubNameError(
+            f"hub name {hub[:20]!r}... is {len(hub)} characters long; "
+            f"at most {HUB_NAME_MAX_LENGTH} are allowed"
+        )
+    if not ("A" <= hub[0] <= "Z" or "a" <= hub[0] <= "z"):
+        raise InvalidHubNameError(f"hub name {hub!r} must start with a letter, not {hub[0]!r}")
+    for position, char in enumerate(hub):
+        if not _ALLOWED.fullmatch(char):
+            raise InvalidHubNameError(
+                f"hub name {hub!r} contains {char!r} at position {position}; "
+                "only letters, digits, '-' and '_' are allowed"
+            )
+    return hub
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What one hub topic is for and how the broker keeps it.
+
+    ``retention_ms`` is -1 for unlimited, ``None`` when the policy is compact-only (retention
+    does not apply). ``partitions`` is ``"hub"`` for the hub-wide count.
+    """
+
+    name_suffix: str
+    key: str
+    value_types: tuple[type, ...]
+    cleanup_policy: Literal["delete", "compact"]
+    retention_ms: int | None
+    description: str
+    partitions: Literal["hub"] | int = "hub"
+
+    def broker_config(self) -> dict[str, str]:
+        """Topic-level configs to create the topic with (all values as strings, as Kafka wants)."""
+        config = {"cleanup.policy": self.cleanup_policy}
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One concrete topic of a hub: full name, its spec, partition count and broker configs."""
+
+    name: str
+    spec: TopicSpec
+    partitions: int
+    config: dict[str, str] = field(hash=False, compare=False)
+
+
+SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        "orchestrator-events",
+        "instance id",
+        (events.OrchestratorMessage,),
+        "delete",
+        7 * _DAY_MS,
+        "everything sent to an orchestration instance (starts, events, results, control)",
+    ),
+    TopicSpec(
+        "activity-requests",
+        "instance id",
+        (events.ActivityRequest,),
+        "delete",
+        7 * _DAY_MS,
+        "work for activity workers",
+    ),
+    TopicSpec(
+        "entity-operations",
+        "entity id @name@key",
+        (events.EntityMessage,),
+        "delete",
+        7 * _DAY_MS,
+        "signals, calls and lock requests for entities",
+    ),
+    TopicSpec(
+        "history",
+        "instance id",
+        (events.HistoryRecord,),
+        "delete",
+        -1,
+        "every history event, kept forever for audit replay",
+    ),
+    TopicSpec(
+        "status",
+        "instance id",
+        (events.InstanceStatus,),
+        "compact",
+        None,
+        "latest status snapshot per instance (tombstone on purge)",
+    ),
+    TopicSpec(
+        "replies",
+        "client id",
+        (events.ClientReply,),
+        "delete",
+        _HOUR_MS,
+        "answers to client requests",
+    ),
+    TopicSpec(
+        "deadletter",
+        "original key",
+        (events.DeadLetter,),
+        "delete",
+        -1,
+        "records that could not be decoded or applied, with the reason",
+    ),
+    TopicSpec(
+        "orchestrations-changelog",
+        "store key",
+        (events.InstanceHeader, events.HistoryRecord, events.TimerRecord),
+        "compact",
+        None,
+        "orchestration processor state (RocksDB is a cache of it)",
+    ),
+    TopicSpec(
+        "entities-changelog",
+        "store key",
+        (events.EntityState,),
+        "compact",
+        None,
+        "entity processor state (RocksDB is a cache of it)",
+    ),
+)
+
+
+def _check_partitions(partitions: int) -> int:
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise ConfigurationError(f"partition count must be a positive integer, got {partitions!r}")
+    return partitions
+
+
+def catalog(hub: str, partitions: int = DEFAULT_PARTITIONS) -> list[Topic]:
+    """Every topic of ``hub`` with ``partitions`` partitions each, in catalog order."""
+    validate_hub_name(hub)
+    _check_partitions(partitions)
+    return [
+        Topic(
+            name=f"{hub}.{spec.name_suffix}",
+            spec=spec,
+            partitions=partitions if spec.partitions == "hub" else spec.partitions,
+            config=spec.broker_config(),
+        )
+        for spec in SPECS
+    ]
+
+
+class HubTopics:
+    """The topic names of one hub as attributes, so call sites never format names by hand."""
+
+    __slots__ = (
+        "hub",
+        "orchestrator_events",
+        "activity_requests",
+        "entity_operations",
+        "history",
+        "status",
+        "replies",
+        "deadletter",
+        "orchestrations_changelog",
+        "entities_changelog",
+    )
+
+    def __init__(self, hub: str) -> None:
+        self.hub = validate_hub_name(hub)
+        for spec in SPECS:
+            setattr(self, spec.name_suffix.replace("-", "_"), f"{hub}.{spec.name_suffix}")
+
+    def all(self) -> list[str]:
+        """Every topic name of the hub, in catalog order."""
+        return [f"{self.hub}.{spec.name_suffix}" for spec in SPECS]
+
+    def __repr__(self) -> str:
+        return f"HubTopics({self.hub!r})"
