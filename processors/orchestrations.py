@@ -173,10 +173,20 @@ class OrchestrationHandler:
         return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
 
     def _commit(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome) -> None:
+        encoded: dict[int, bytes] = {}  # a history record goes to the store and the topic: encode once
+
+        def enc(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            data = encoded.get(id(value))
+            if data is None:
+                data = encoded[id(value)] = self.codec.encode(value)
+            return data
+
         for k, value in outcome.puts.items():
-            txn.put(partition, k, self.codec.encode(value) if value is not None else None)
+            txn.put(partition, k, enc(value))
         for p in outcome.produce:
-            txn.produce(p.topic, p.key.encode(), self.codec.encode(p.value) if p.value is not None else None)
+            txn.produce(p.topic, p.key.encode(), enc(p.value))
         if outcome.evict or loaded.header is None or loaded.header.runtime_status not in ACTIVE:
             self.cache.pop(iid, None)
         else:

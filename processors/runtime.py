@@ -137,7 +137,7 @@ class Processor:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": 5,
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 1_000,
                 **config.consumer_overrides,

@@ -1,0 +1,479 @@
+"""The activity worker: runs activity functions for the requests on ``<hub>.activity-requests``.
+
+At-least-once, never a lost result: a request's offset is committed only after its
+``ActivityResult`` has been acknowledged by the broker, and only as part of a contiguous prefix
+of finished requests of its partition (an offset is never committed past a request still in
+flight). A worker killed at any point therefore re-executes, and the orchestration drops the
+second result because that task is no longer pending.
+
+Threads: one loop thread owns the consumer and the producer (confluent-kafka objects are used
+from that thread only); sync activities run in a thread pool, ``async def`` ones on one asyncio
+event-loop thread. Finished work comes back to the loop thread through a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import json
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from durable_kafka.errors import CodecError, ConfigurationError, InvalidArgumentError
+from durable_kafka.streams.codec import Codec
+from durable_kafka.streams.config import bootstrap_servers, consumer_config, producer_config
+from durable_kafka.streams.events import (
+    ActivityRequest,
+    ActivityResult,
+    DeadLetter,
+    FailureDetails,
+    OrchestratorMessage,
+)
+from durable_kafka.streams.topics import HubTopics
+from durable_kafka.task import ActivityContext, get_name
+
+__all__ = ["ActivityRegistry", "ActivityWorker"]
+
+log = logging.getLogger(__name__)
+
+_COMMIT_INTERVAL = 0.2  # seconds between asynchronous commits of finished work
+_IDLE_POLL = 0.1  # consumer poll timeout when nothing is in flight
+_BUSY_POLL = 0.005  # ... and when results may be waiting to be produced
+
+
+class ActivityRegistry:
+    """Activity functions by name (the name orchestrators schedule them under)."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
+        """Register ``fn`` as ``name`` (default: its ``__name__``) and return the name."""
+        if not callable(fn):
+            raise InvalidArgumentError(f"an activity must be callable, got {type(fn).__name__}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidArgumentError(f"activity name must be a non-empty str, got {name!r}")
+        resolved = get_name(fn) if name is None else name
+        if resolved in self._functions:
+            raise ConfigurationError(f"an activity named {resolved!r} is already registered")
+        self._functions[resolved] = fn
+        return resolved
+
+    def get(self, name: str) -> Callable[..., Any] | None:
+        return self._functions.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+
+# --------------------------------------------------------------------------- offset tracking
+
+
+@dataclass
+class _PartitionTracker:
+    """Offsets of one assigned partition, in arrival order, and which of them are finished.
+
+    ``epoch`` changes with every assignment, so work that finishes after its partition was
+    revoked (and maybe re-assigned) cannot mark offsets of the new assignment.
+    """
+
+    epoch: int
+    order: deque[int] = field(default_factory=deque)
+    finished: set[int] = field(default_factory=set)
+    commit_at: int | None = None  # the next offset to commit (None: nothing new)
+
+    def add(self, offset: int) -> None:
+        self.order.append(offset)
+
+    def finish(self, offset: int) -> None:
+        self.finished.add(offset)
+        while self.order and self.order[0] in self.finished:
+            done = self.order.popleft()
+            self.finished.discard(done)
+            self.commit_at = done + 1
+
+
+@dataclass
+class _Outgoing:
+    """A record to produce for a finished request (its result or its dead letter).
+
+    Once the broker acknowledges it, the request's offset counts as finished.
+    """
+
+    partition: int
+    offset: int
+    epoch: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    label: str
+    #: Builds a small stand-in value when ``value`` is larger than the broker accepts.
+    shrink: Callable[[str], bytes] | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _failure(error: BaseException) -> FailureDetails:
+    return FailureDetails(
+        message=str(error),
+        error_type=type(error).__name__,
+        stack_trace="".join(traceback.format_exception(error)),
+    )
+
+
+def _run_sync(fn: Callable[..., Any], ctx: ActivityContext, text: str | None) -> tuple[str | None, FailureDetails | None]:
+    try:
+        value = fn(ctx, None if text is None else json.loads(text))
+        return json.dumps(value), None
+    except Exception as error:  # user code: any failure becomes the activity's failure
+        return None, _failure(error)
+
+
+async def _run_async(fn: Callable[..., Any], ctx: ActivityContext, text: str | None) -> tuple[str | None, FailureDetails | None]:
+    try:
+        value = await fn(ctx, None if text is None else json.loads(text))
+        return json.dumps(value), None
+    except Exception as error:  # user code: any failure becomes the activity's failure
+        return None, _failure(error)
+
+
+class ActivityWorker:
+    """Consumes activity requests of one hub, runs them and produces their results."""
+
+    def __init__(
+        self,
+        bootstrap: str | None,
+        hub: str,
+        registry: ActivityRegistry,
+        *,
+        max_workers: int = 16,
+        group_id: str | None = None,
+        max_in_flight: int | None = None,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigurationError(f"max_workers must be a positive int, got {max_workers!r}")
+        self._bootstrap = bootstrap_servers(bootstrap)
+        self._topics = HubTopics(hub)
+        self._registry = registry
+        self._max_workers = max_workers
+        self._max_in_flight = max_in_flight or 2 * max_workers
+        self._group_id = group_id or f"{hub}.activity-workers"
+        self._drain_timeout = drain_timeout
+        self._codec = Codec.default()
+        self._done: queue.SimpleQueue[_Outgoing] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._started = False
+        self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        # Loop-thread state (touched only by the loop thread and the rebalance callbacks it runs).
+        self._trackers: dict[int, _PartitionTracker] = {}
+        self._epoch = 0
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._paused = False
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._last_commit = 0.0
+        self._failure: BaseException | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Join the consumer group and start processing (returns at once)."""
+        if self._started:
+            raise ConfigurationError("an ActivityWorker can be started once; make a new one")
+        self._started = True
+        self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="activity")
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="activity-asyncio", daemon=True
+        )
+        self._loop_thread.start()
+        self._consumer = Consumer(
+            consumer_config(
+                self._bootstrap,
+                self._group_id,
+                # read_committed: the broker does not wake a waiting fetch when commit markers
+                # land, so a long fetch wait would delay every request by that much.
+                **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000},
+            )
+        )
+        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 1}))
+        self._consumer.subscribe(
+            [self._topics.activity_requests],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._thread = threading.Thread(target=self._run, name="activity-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish in-flight work (up to the drain timeout), commit it, and release everything."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout)
+            if not self._loop.is_running():
+                self._loop.close()
+            self._loop, self._loop_thread = None, None
+
+    def __enter__(self) -> ActivityWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the worker loop stopped on its own (None while healthy or after a clean stop)."""
+        return self._failure
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (for monitoring and tests)."""
+        with self._in_flight_lock:
+            return self._in_flight
+
+    # ------------------------------------------------------------------ the loop thread
+
+    def _run(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        try:
+            while not self._stopping.is_set():
+                self._service(producer)
+                self._flow_control(consumer)
+                message = consumer.poll(_BUSY_POLL if self.in_flight else _IDLE_POLL)
+                if message is not None:
+                    self._receive(message)
+            self._drain(producer)
+            self._commit(sync=True)
+        except BaseException as error:  # surfaced in the log; results stay at-least-once
+            self._failure = error
+            log.exception("activity worker loop for %s stopped", self._topics.activity_requests)
+        finally:
+            producer.flush(self._drain_timeout)
+            consumer.close()
+
+    def _service(self, producer: Producer) -> None:
+        """Produce finished results, serve delivery callbacks, commit now and then."""
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._produce_result(producer, done)
+        producer.poll(0)
+        if time.monotonic() - self._last_commit >= _COMMIT_INTERVAL:
+            self._commit(sync=False)
+
+    def _drain(self, producer: Producer) -> None:
+        deadline = time.monotonic() + self._drain_timeout
+        while self.in_flight and time.monotonic() < deadline:
+            self._service(producer)
+            time.sleep(_BUSY_POLL)
+        self._service(producer)
+        producer.flush(max(0.0, deadline - time.monotonic()))
+        if self.in_flight:
+            log.warning("stopping with %d activities unfinished; they will run again", self.in_flight)
+
+    def _flow_control(self, consumer: Consumer) -> None:
+        busy = self.in_flight >= self._max_in_flight
+        if busy != self._paused:
+            assignment = consumer.assignment()
+            if assignment:
+                (consumer.pause if busy else consumer.resume)(assignment)
+            self._paused = busy
+
+    def _receive(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("activity requests: %s", error)
+            return
+        tracker = self._trackers.get(message.partition())
+        if tracker is None:  # a message of a partition revoked in the meantime
+            return
+        tracker.add(message.offset())
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            if message.value() is None:
+                raise CodecError("the record has no value (a tombstone is not a request)")
+            request = self._codec.decode(message.value(), expected=ActivityRequest)
+        except CodecError as error:
+            self._dead_letter(message, tracker.epoch, error)
+            return
+        self._dispatch(request, message.partition(), message.offset(), tracker.epoch)
+
+    def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int) -> None:
+        fn = self._registry.get(request.name)
+        ctx = ActivityContext(orchestration_id=request.instance_id, task_id=request.task_id)
+
+        def encode(result: str | None, failure: FailureDetails | None) -> bytes:
+            body = ActivityResult(
+                execution_id=request.execution_id,
+                task_id=request.task_id,
+                result=result,
+                failure_details=failure,
+            )
+            return self._codec.encode(OrchestratorMessage(
+                id=f"{request.id}/result", instance_id=request.instance_id, sent_at=_utcnow(), body=body
+            ))
+
+        def too_large(reason: str) -> bytes:
+            return encode(None, FailureDetails(
+                message=f"the result of activity {request.name!r} is too large to send: {reason}",
+                error_type="ActivityResultTooLargeError",
+            ))
+
+        def finish(outcome: tuple[str | None, FailureDetails | None]) -> None:
+            try:
+                value = encode(*outcome)
+            except CodecError as error:  # e.g. a failure message that is not valid text
+                value = encode(None, _failure(error))
+            self._done.put(_Outgoing(
+                partition, offset, epoch, self._topics.orchestrator_events,
+                request.instance_id.encode("utf-8"), value, f"result of {request.id}", too_large,
+            ))
+
+        if fn is None:
+            finish((None, FailureDetails(
+                message=f"no activity named {request.name!r} is registered with this worker "
+                        f"(registered: {', '.join(self._registry.names()) or 'none'})",
+                error_type="ActivityNotRegisteredError",
+            )))
+            return
+        future: Future
+        if inspect.iscoroutinefunction(fn):
+            assert self._loop is not None
+            future = asyncio.run_coroutine_threadsafe(_run_async(fn, ctx, request.input), self._loop)
+        else:
+            assert self._executor is not None
+            future = self._executor.submit(_run_sync, fn, ctx, request.input)
+        future.add_done_callback(lambda f: None if f.cancelled() else finish(f.result()))
+
+    def _produce_result(self, producer: Producer, done: _Outgoing) -> None:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                self._finish(done.partition, done.offset, done.epoch)
+            elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and done.shrink is not None:
+                self._done.put(self._shrunk(done, str(error)))
+            else:  # retried: a result must never be lost
+                log.warning("%s not delivered (%s); retrying", done.label, error)
+                self._done.put(done)
+
+        while True:
+            try:
+                producer.produce(done.topic, key=done.key, value=done.value, on_delivery=delivered)
+                return
+            except BufferError:  # local queue full: let deliveries make room
+                producer.poll(0.05)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or done.shrink is None:
+                    raise
+                done = self._shrunk(done, str(error.args[0]))
+
+    @staticmethod
+    def _shrunk(done: _Outgoing, reason: str) -> _Outgoing:
+        assert done.shrink is not None
+        log.warning("%s is too large (%d bytes); sending a stand-in", done.label, len(done.value))
+        return _Outgoing(done.partition, done.offset, done.epoch, done.topic, done.key,
+                         done.shrink(reason), done.label)
+
+    def _dead_letter(self, message: Message, epoch: int, error: CodecError) -> None:
+        key = message.key()
+        letter = DeadLetter(
+            id=f"{message.topic()}/{message.partition()}/{message.offset()}",
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            original=message.value() or b"",
+            reason=str(error),
+            error_type=type(error).__name__,
+            failed_at=_utcnow(),
+            key=key,
+            instance_id=key.decode("utf-8", "replace") if key is not None else None,
+        )
+        log.warning("dead-lettering %s: %s", letter.id, error)
+        self._done.put(_Outgoing(
+            message.partition(), message.offset(), epoch, self._topics.deadletter,
+            key, self._codec.encode(letter), f"dead letter {letter.id}",
+            lambda reason: self._codec.encode(dataclasses.replace(
+                letter, original=b"", reason=f"{letter.reason} (original dropped: {reason})")),
+        ))
+
+    def _finish(self, partition: int, offset: int, epoch: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
+        tracker = self._trackers.get(partition)
+        if tracker is not None and tracker.epoch == epoch:
+            tracker.finish(offset)
+
+    # ------------------------------------------------------------------ commits and rebalances
+
+    def _commit(self, *, sync: bool, partitions: list[int] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        offsets = []
+        for partition, tracker in self._trackers.items():
+            if partitions is not None and partition not in partitions:
+                continue
+            if tracker.commit_at is not None:
+                offsets.append(TopicPartition(self._topics.activity_requests, partition, tracker.commit_at))
+                tracker.commit_at = None
+        if not offsets or self._consumer is None:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=not sync)
+        except KafkaException as error:
+            log.warning("committing %s failed: %s (the requests will run again)", offsets, error)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._epoch += 1
+        for tp in partitions:
+            self._trackers[tp.partition] = _PartitionTracker(epoch=self._epoch)
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.debug("assigned %s", [tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = [tp.partition for tp in partitions]
+        if self._producer is not None:
+            self._producer.poll(0)  # take in acknowledgements that already arrived
+        self._commit(sync=True, partitions=revoked)
+        for partition in revoked:
+            self._trackers.pop(partition, None)
+        log.debug("revoked %s", revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:  # another member owns them now: committing would be wrong
+            self._trackers.pop(tp.partition, None)

@@ -1,0 +1,90 @@
+"""Reading one instance's history from ``<hub>.history``.
+
+The history topic is keyed by instance id, so an instance's records all sit in one partition.
+A fresh assigned consumer reads that partition from the beginning up to its end offset taken at
+call time: everything committed before the call, nothing half-written (read_committed).
+Records of older executions (before continue-as-new or a restart) and redelivered duplicates
+are dropped; what remains is ordered by its index in the execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partition_eof
+from durable_kafka.errors import CodecError, TimeoutError
+from durable_kafka.streams.codec import Codec
+from durable_kafka.streams.events import HistoryEvent, HistoryRecord
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000
+
+
+def read_history(
+    bootstrap: str,
+    metadata: Metadata,
+    topic: str,
+    partition: int,
+    instance_id: str,
+    execution_id: str,
+    codec: Codec,
+    *,
+    timeout: float,
+    settle: float,
+) -> list[HistoryEvent]:
+    """The events of ``instance_id``'s execution ``execution_id``, in history order.
+
+    Reads up to the high watermark taken now. When the committed end stops short of it (a
+    transaction still open, or its commit markers not yet written) the reader waits ``settle``
+    seconds more at most, then answers with what is committed.
+    """
+    end = metadata.high_watermark(topic, partition)
+    if end == 0:
+        return []
+    key = instance_id.encode("utf-8")
+    records: dict[str, HistoryRecord] = {}
+    consumer = assigned_consumer(bootstrap, "history")
+    try:
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        position = 0
+        deadline = time.monotonic() + timeout
+        settle_deadline: float | None = None
+        while position < end:
+            now = time.monotonic()
+            if settle_deadline is not None and now >= settle_deadline:
+                log.debug("history of %s: answering at committed offset %d of %d",
+                          instance_id, position, end)
+                break
+            if now >= deadline:
+                raise TimeoutError(
+                    f"reading the history of {instance_id!r} took longer than {timeout}s "
+                    f"(at offset {position} of {end} in {topic}[{partition}])"
+                )
+            for message in consumer.consume(_BATCH, 0.1):
+                error = message.error()
+                if is_partition_eof(error):
+                    position = max(position, message.offset())
+                    if position < end and settle_deadline is None:
+                        settle_deadline = time.monotonic() + settle
+                    continue
+                if error is not None:
+                    log.warning("history topic %s: %s", topic, error)
+                    continue
+                position = max(position, message.offset() + 1)
+                if message.key() != key or message.value() is None:
+                    continue
+                try:
+                    record = codec.decode(message.value(), expected=HistoryRecord)
+                except CodecError as error:
+                    log.warning("skipping undecodable history record at offset %d: %s",
+                                message.offset(), error)
+                    continue
+                if record.instance_id == instance_id and record.execution_id == execution_id:
+                    records.setdefault(record.id, record)
+    finally:
+        consumer.close()
+    return [record.event for record in sorted(records.values(), key=lambda r: r.index)]
