@@ -271,7 +271,12 @@ class ActivityWorker:
         try:
             while not self._stopping.is_set():
                 self._service(producer)
-                self._flow_control(consumer)
+                if self.in_flight >= self._max_in_flight:
+                    # full: serve delivery reports until there is room. Not polling the consumer
+                    # for a moment is cheaper than pause()/resume(), which throws away the
+                    # prefetched records and costs a fetch backoff on every cycle.
+                    producer.poll(0.002)
+                    continue
                 message = consumer.poll(_BUSY_POLL if self.in_flight else _IDLE_POLL)
                 if message is not None:
                     self._receive(message)
@@ -361,7 +366,7 @@ class ActivityWorker:
                 value = encode(*outcome)
             except CodecError as error:  # e.g. a failure message that is not valid text
                 value = encode(None, _failure(error))
-            self._done.put(_Outgoing(
+            self._send_now(_Outgoing(
                 partition, offset, epoch, self._topics.orchestrator_events,
                 request.instance_id.encode("utf-8"), value, f"result of {request.id}", too_large,
             ))
@@ -382,7 +387,24 @@ class ActivityWorker:
             future = self._executor.submit(_run_sync, fn, ctx, request.input)
         future.add_done_callback(lambda f: None if f.cancelled() else finish(f.result()))
 
-    def _produce_result(self, producer: Producer, done: _Outgoing) -> None:
+    def _send_now(self, done: _Outgoing) -> None:
+        """Produce a result from the thread that computed it: no wait for the loop thread.
+
+        confluent-kafka's produce() is thread-safe; delivery reports are still served by the
+        loop thread (producer.poll), which is where offsets are tracked. Anything unusual
+        (a full local queue, an oversized record) goes through the loop thread's queue.
+        """
+        producer = self._producer
+        if producer is None:
+            self._done.put(done)
+            return
+        try:
+            producer.produce(done.topic, key=done.key, value=done.value,
+                             on_delivery=self._delivery_callback(done))
+        except (BufferError, KafkaException):
+            self._done.put(done)
+
+    def _delivery_callback(self, done: _Outgoing) -> Callable[[KafkaError | None, Message], None]:
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is None:
                 self._finish(done.partition, done.offset, done.epoch)
@@ -392,6 +414,10 @@ class ActivityWorker:
                 log.warning("%s not delivered (%s); retrying", done.label, error)
                 self._done.put(done)
 
+        return delivered
+
+    def _produce_result(self, producer: Producer, done: _Outgoing) -> None:
+        delivered = self._delivery_callback(done)
         while True:
             try:
                 producer.produce(done.topic, key=done.key, value=done.value, on_delivery=delivered)

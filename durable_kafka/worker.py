@@ -166,7 +166,7 @@ class Worker:
         """Counters of the orchestration processor (episodes, executor cache hits/misses...)."""
         if self._orch_processor is None:
             return {}
-        return dict(self._orch_processor.handler.stats)
+        return {**self._orch_processor.handler.stats, **self._orch_processor.stats}
 
     def errors(self) -> list[BaseException]:
         return [p.error for p in (self._orch_processor, self._entity_processor) if p is not None and p.error]

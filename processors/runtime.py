@@ -118,6 +118,7 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.owned: set[int] = set()
+        self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
         self.producer = Producer(
             {
                 "bootstrap.servers": config.bootstrap,
@@ -272,16 +273,23 @@ class Processor:
         if not msgs and not self.handler.has_due_work(now_ms):
             return
         txn = Transaction(self.producer, self.stores)
+        began = time.perf_counter()
         self.producer.begin_transaction()
         try:
             if msgs:
                 self.handler.process(txn, msgs)
             self.handler.tick(txn, now_ms)
             delivered = self._produce_changelog(txn)
+            processed = time.perf_counter()
             if msgs:
                 offsets = _next_offsets(msgs)
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self._commit()
+            st = self.stats
+            st["batches"] += 1
+            st["records"] += len(msgs)
+            st["process_s"] += processed - began
+            st["commit_s"] += time.perf_counter() - processed
         except KafkaException as exc:
             self._abort(msgs, exc)
             return
