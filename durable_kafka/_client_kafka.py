@@ -35,7 +35,7 @@ def assigned_consumer(bootstrap: str, purpose: str, **overrides: Any) -> Consume
         **{
             "enable.partition.eof": True,
             "allow.auto.create.topics": False,
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 10,
             **overrides,
         },
     )

@@ -23,7 +23,7 @@ from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partitio
 from durable_kafka.errors import BrokerError, ClientError, CodecError, TimeoutError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
-from durable_kafka.streams.events import InstanceStatus
+from durable_kafka.streams.events import EntityState, InstanceStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class StatusCache:
         self._codec = codec
         self._condition = threading.Condition()
         self._statuses: dict[str, InstanceStatus] = {}
+        # entity snapshots share the topic (keys '@name@key'; instance ids never start with '@')
+        self._entities: dict[str, EntityState] = {}
         self._consumed: dict[int, int] = {}  # partition -> next offset known to be consumed
         self._partitions = 0
         self._start_lock = threading.Lock()
@@ -83,7 +85,12 @@ class StatusCache:
     def _run(self, consumer: Consumer) -> None:
         try:
             while not self._stopping.is_set():
-                messages = consumer.consume(_BATCH, _POLL_SECONDS)
+                # consume(n, timeout) waits the whole timeout unless n records arrive: poll for the
+                # first record, then take whatever else is already fetched, without waiting
+                first = consumer.poll(_POLL_SECONDS)
+                if first is None:
+                    continue
+                messages = [first, *consumer.consume(_BATCH - 1, 0)]
                 if messages:
                     self._apply(messages)
         except BaseException as error:  # the thread must not die silently: waiters re-raise it
@@ -95,7 +102,7 @@ class StatusCache:
             consumer.close()
 
     def _apply(self, messages: list) -> None:
-        updates: list[tuple[str, InstanceStatus | None]] = []
+        updates: list[tuple[str, InstanceStatus | EntityState | None]] = []
         consumed: dict[int, int] = {}
         for message in messages:
             partition, error = message.partition(), message.error()
@@ -114,20 +121,21 @@ class StatusCache:
                 updates.append((key.decode("utf-8", "replace"), None))
                 continue
             try:
-                status = self._codec.decode(value, expected=InstanceStatus)
+                status = self._codec.decode(value, expected=(InstanceStatus, EntityState))
             except CodecError as error:
                 log.warning(
                     "skipping undecodable status at %s[%d]@%d: %s",
                     self._topic, partition, message.offset(), error,
                 )
                 continue
-            updates.append((status.instance_id, status))
+            updates.append((key.decode("utf-8", "replace"), status))
         with self._condition:
             for instance_id, status in updates:
+                table = self._entities if instance_id.startswith("@") else self._statuses
                 if status is None:
-                    self._statuses.pop(instance_id, None)
+                    table.pop(instance_id, None)
                 else:
-                    self._statuses[instance_id] = status
+                    table[instance_id] = status
             for partition, offset in consumed.items():
                 if offset > self._consumed.get(partition, 0):
                     self._consumed[partition] = offset
@@ -168,6 +176,16 @@ class StatusCache:
         with self._condition:
             self._raise_if_failed()
             return list(self._statuses.values())
+
+    def get_entity(self, entity_id: str) -> EntityState | None:
+        with self._condition:
+            self._raise_if_failed()
+            return self._entities.get(entity_id)
+
+    def entity_snapshot(self) -> list[EntityState]:
+        with self._condition:
+            self._raise_if_failed()
+            return list(self._entities.values())
 
     def wait_for(
         self,
