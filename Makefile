@@ -57,3 +57,25 @@ clean-state: broker-down
 	rm -rf $(STATE_DIR)/kafka
 
 # ---- demo and benchmark targets go below this line ------------------------------------------
+
+TIMER_SECONDS ?= 3
+
+.PHONY: demo aggregator bench bench-limit bench-entities
+
+# The main job: broker up, a real worker in this process, the seed's orchestration end to end.
+demo: venv broker-up
+	$(VENV_PY) -m examples.demo --timer-seconds $(TIMER_SECONDS)
+
+# The entities sample (Durable Functions' aggregator pattern).
+aggregator: venv broker-up
+	$(VENV_PY) -m examples.aggregator
+
+bench-limit: venv broker-up
+	$(VENV_PY) bench/kafka_limit.py
+
+bench: venv broker-up
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(VENV_PY) bench/orchestrations.py
+
+bench-entities: venv broker-up
+	$(VENV_PY) bench/entities.py
