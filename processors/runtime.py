@@ -22,9 +22,17 @@ from typing import Callable, Iterable, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
+
 from .store import PartitionStore, StoreSet
 
 log = logging.getLogger(__name__)
+
+
+def _base(bootstrap: str) -> dict:
+    # librdkafka's lines go to Python logging (quiet by default), never straight to stderr
+    return {"bootstrap.servers": bootstrap, "logger": logging.getLogger(LIBRDKAFKA_LOGGER_NAME),
+            "log_level": 4, "socket.nagle.disable": True}
 
 
 @dataclass
@@ -121,7 +129,7 @@ class Processor:
         self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
         self.producer = Producer(
             {
-                "bootstrap.servers": config.bootstrap,
+                **_base(config.bootstrap),
                 "transactional.id": config.transactional_id,
                 "transaction.timeout.ms": config.transaction_timeout_ms,
                 "enable.idempotence": True,
@@ -133,7 +141,7 @@ class Processor:
         )
         self.consumer = Consumer(
             {
-                "bootstrap.servers": config.bootstrap,
+                **_base(config.bootstrap),
                 "group.id": config.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -192,7 +200,7 @@ class Processor:
             return
         reader = Consumer(
             {
-                "bootstrap.servers": self.config.bootstrap,
+                **_base(self.config.bootstrap),
                 "group.id": f"{self.config.group_id}.restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

@@ -36,9 +36,12 @@ def _spawn(hub, state: Path) -> subprocess.Popen:
            "DK_CRASH_STATE": str(state), "DK_CRASH_PARTITIONS": str(hub.partitions)}
     proc = subprocess.Popen([sys.executable, "-m", "durable_kafka", "worker", "tests.integration.crash_app:make_worker"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    assert "running" in line, f"worker did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
-    return proc
+    seen = []
+    for line in proc.stdout:  # librdkafka may log before the worker says it runs
+        seen.append(line)
+        if "running" in line:
+            return proc
+    raise AssertionError(f"worker did not start: {''.join(seen)}")
 
 
 def _completed(client: Client, ids: list[str]) -> int:
