@@ -338,3 +338,31 @@ def _read_all(bootstrap: str, topic: str, partitions: int) -> list:
             out.append(codec.decode(m.value()))
     cons.close()
     return out
+
+
+def grandchild_waits(ctx, _):
+    return (yield ctx.wait_for_external_event("never"))
+
+
+def parent_of_waiter(ctx, child_id):
+    return (yield ctx.call_sub_orchestrator(grandchild_waits, instance_id=child_id))
+
+
+def test_terminate_and_purge_are_recursive(hub, tmp_path):
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), partitions=hub.partitions)
+    w.add_orchestrator(grandchild_waits)
+    w.add_orchestrator(parent_of_waiter)
+    with w, Client(hub.bootstrap, hub=hub.name) as c:
+        child_id = f"child-{uuid.uuid4().hex[:8]}"
+        iid = c.schedule_new_orchestration(parent_of_waiter, input=child_id)
+        c.wait_for_orchestration_start(child_id, timeout=30)
+        c.terminate_orchestration(iid, output="enough")
+        assert c.wait_for_orchestration_completion(iid, timeout=30).runtime_status == OrchestrationStatus.TERMINATED
+        child = c.wait_for_orchestration_completion(child_id, timeout=30)
+        assert child.runtime_status == OrchestrationStatus.TERMINATED
+        assert c.purge_orchestration(iid).deleted_instance_count >= 1
+        deadline = time.monotonic() + 30
+        while c.get_orchestration_state(child_id) is not None:
+            assert time.monotonic() < deadline, "child was not purged with its parent"
+            time.sleep(0.1)
+        assert c.get_orchestration_state(iid) is None
