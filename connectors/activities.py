@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from durable_kafka.errors import CodecError, ConfigurationError, InvalidArgumentError
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import bootstrap_servers, consumer_config, producer_config
+from durable_kafka.streams.config import bootstrap_servers, command_producer_config, consumer_config
 from durable_kafka.streams.events import (
     ActivityRequest,
     ActivityResult,
@@ -191,6 +191,7 @@ class ActivityWorker:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._paused = False
+        self._assigned = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._last_commit = 0.0
@@ -218,7 +219,7 @@ class ActivityWorker:
                 **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000},
             )
         )
-        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 1}))
+        self._producer = Producer(command_producer_config(self._bootstrap))
         self._consumer.subscribe(
             [self._topics.activity_requests],
             on_assign=self._on_assign,
@@ -483,10 +484,15 @@ class ActivityWorker:
         except KafkaException as error:
             log.warning("committing %s failed: %s (the requests will run again)", offsets, error)
 
+    def wait_assigned(self, timeout: float) -> bool:
+        """Block until the consumer group gave this worker its first partitions (or timeout)."""
+        return self._assigned.wait(timeout)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._epoch += 1
         for tp in partitions:
             self._trackers[tp.partition] = _PartitionTracker(epoch=self._epoch)
+        self._assigned.set()
         if self._paused and partitions:
             consumer.pause(partitions)
         log.debug("assigned %s", [tp.partition for tp in partitions])

@@ -32,9 +32,17 @@ from durable_kafka.client import (
     PurgeInstancesResult,
 )
 from durable_kafka.worker import Worker
+from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
+from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 
 __all__ = sorted([
     "ActivityContext",
+    "CleanEntityStorageResult",
+    "DurableEntity",
+    "EntityContext",
+    "EntityInstanceId",
+    "EntityMetadata",
+    "EntityQuery",
     "Client",
     "DurableKafkaError",
     "FailureDetails",

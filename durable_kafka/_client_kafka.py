@@ -36,6 +36,8 @@ def assigned_consumer(bootstrap: str, purpose: str, **overrides: Any) -> Consume
             "enable.partition.eof": True,
             "allow.auto.create.topics": False,
             "fetch.wait.max.ms": 10,
+            # an empty or not-yet-ready first fetch must not cost the default 500 ms backoff
+            "fetch.error.backoff.ms": 10,
             **overrides,
         },
     )
@@ -98,18 +100,22 @@ class Metadata:
 
     def high_watermark(self, topic: str, partition: int, timeout: float = METADATA_TIMEOUT) -> int:
         """The partition's end offset, asked of the broker now (not a cached value)."""
+        return self.watermarks(topic, partition, timeout)[1]
+
+    def watermarks(self, topic: str, partition: int, timeout: float = METADATA_TIMEOUT) -> tuple[int, int]:
+        """The partition's (low, high) offsets, asked of the broker now (not cached values)."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         with self._lock:
             consumer = self._get()
             while True:
                 try:
-                    _low, high = consumer.get_watermark_offsets(
+                    low, high = consumer.get_watermark_offsets(
                         TopicPartition(topic, partition),
                         timeout=max(0.1, deadline - time.monotonic()),
                         cached=False,
                     )
-                    return high
+                    return low, high
                 except KafkaException as error:
                     code = error.args[0].code() if error.args else None
                     if code not in _TRANSIENT or time.monotonic() + delay >= deadline:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partition_eof
 from durable_kafka.errors import BrokerError, ClientError, CodecError, TimeoutError
@@ -61,8 +61,12 @@ class StatusCache:
                 raise ClientError("the client is closed")
             partitions = self._metadata.partition_count(self._topic)
             consumer = assigned_consumer(self._bootstrap, "status")
+            # explicit start offsets: librdkafka resolves the logical OFFSET_BEGINNING with an
+            # offset query that costs ~0.5 s before the first fetch; the low watermark is the same
+            # place, known at once
             consumer.assign(
-                [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+                [TopicPartition(self._topic, p, self._metadata.watermarks(self._topic, p)[0])
+                 for p in range(partitions)]
             )
             self._partitions = partitions
             self._thread = threading.Thread(

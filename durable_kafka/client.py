@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from durable_kafka._client_entities import EntityClientMixin
 from durable_kafka._client_history import read_history
 from durable_kafka._client_kafka import Metadata
 from durable_kafka._client_models import (
@@ -51,7 +52,7 @@ from durable_kafka.errors import (
     TimeoutError,
 )
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import bootstrap_servers, producer_config
+from durable_kafka.streams.config import bootstrap_servers, command_producer_config
 from durable_kafka.streams.events import (
     ClientReply,
     HistoryEvent,
@@ -162,7 +163,7 @@ def _reply_error(reply: ClientReply) -> ClientError:
     return error_class(message)
 
 
-class Client:
+class Client(EntityClientMixin):
     """A client of one task hub; use as a context manager or call ``close()``."""
 
     def __init__(
@@ -454,7 +455,7 @@ class Client:
             if self._closed:
                 raise ClientError("the client is closed")
             if self._producer is None:
-                self._producer = Producer(producer_config(self._bootstrap))
+                self._producer = Producer(command_producer_config(self._bootstrap))
             return self._producer
 
     def _message(

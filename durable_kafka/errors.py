@@ -14,6 +14,7 @@
     │   ├── InstanceAlreadyExistsError
     │   ├── InstanceNotFoundError
     │   ├── InvalidArgumentError
+    │   ├── InvalidEntityIdError    not an entity id of the form '@name@key'
     │   ├── OrchestrationFailedError  raise_if_failed() on a failed instance's state
     │   └── TimeoutError            waiting on an instance took longer than allowed
     ├── OrchestrationError          raised inside orchestrator code
@@ -22,6 +23,8 @@
     │   ├── NonDeterminismError     orchestrator code diverged from its history
     │   ├── OrchestratorNotRegisteredError  history names an orchestrator nobody registered
     │   └── OrchestrationStateError a call the orchestration's current state does not allow
+    ├── EntityError                 raised while running an entity operation
+    │   └── EntityOperationNotFoundError  the entity has no operation of that name
     └── BrokerError                 the local broker cannot be assembled/started
 
 Callers catch the narrowest class they can act on; the messages name the specific thing
@@ -106,6 +109,10 @@ class InvalidArgumentError(ClientError, ValueError):
     """A client argument of the wrong type or value."""
 
 
+class InvalidEntityIdError(ClientError, ValueError):
+    """A string that is not an entity id ``@name@key`` (or an entity name containing '@')."""
+
+
 class OrchestrationFailedError(ClientError):
     """An orchestration instance ended FAILED; ``failure_details`` says why (as in durabletask).
 
@@ -157,6 +164,14 @@ class OrchestrationStateError(OrchestrationError):
     that is not a task, nesting entity locks or calling an unlocked entity inside a critical
     section.
     """
+
+
+class EntityError(DurableKafkaError):
+    """Errors raised by the engine while it runs an entity operation (they fail that operation)."""
+
+
+class EntityOperationNotFoundError(EntityError, AttributeError):
+    """An operation name the entity does not implement (no such public method / not handled)."""
 
 
 class BrokerError(DurableKafkaError):

@@ -139,6 +139,7 @@ class Worker:
         self._activity_worker = ActivityWorker(self.bootstrap, self.hub, self._activities,
                                                max_workers=self.max_activity_workers)
         self._activity_worker.start()
+        self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
         log.info("worker %s started on hub %s", self.worker_id, self.hub)
 
     def stop(self) -> None:

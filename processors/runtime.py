@@ -203,52 +203,65 @@ class Processor:
                 **_base(self.config.bootstrap),
                 "group.id": f"{self.config.group_id}.restore",
                 "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # a start below the log start means: from the start
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 50,
             }
         )
         try:
-            for p in partitions:
-                self._restore_one(reader, p)
+            self._restore_all(reader, partitions)
         finally:
             reader.close()
 
-    def _restore_one(self, reader: Consumer, partition: int) -> None:
-        store = self.stores.open(partition)
-        tp = TopicPartition(self.config.changelog_topic, partition)
-        _low, end = _watermarks(reader, tp)
-        start = store.changelog_offset + 1
-        if start > end:  # local state claims more than the changelog has: not ours, rebuild
-            log.warning("changelog %s[%d] ends at %d but local state is at %d; rebuilding", tp.topic, partition, end, start)
-            self.stores.wipe(partition)
+    def _restore_all(self, reader: Consumer, partitions: list[int]) -> None:
+        """Read every partition's changelog tail in one assignment (partitions restore in parallel)."""
+        topic = self.config.changelog_topic
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in partitions:
             store = self.stores.open(partition)
-            start = 0
-        if start >= end:
+            _low, end = _watermarks(reader, TopicPartition(topic, partition))
+            start = store.changelog_offset + 1
+            if start > end:  # local state claims more than the changelog has: not ours, rebuild
+                log.warning("changelog %s[%d] ends at %d but local state is at %d; rebuilding",
+                            topic, partition, end, start)
+                self.stores.wipe(partition)
+                self.stores.open(partition)
+                start = 0
+            if start < end:
+                ends[partition] = end
+                starts.append(TopicPartition(topic, partition, start))
+        if not starts:
             return
-        reader.assign([TopicPartition(tp.topic, partition, start)])
+        reader.assign(starts)
+        pending = dict(ends)
         applied, began, last_log = 0, time.monotonic(), time.monotonic()
-        while True:
-            msgs = reader.consume(1000, 0.5)
-            changes: dict[bytes, bytes | None] = {}
-            last = None
+        while pending:
+            first = reader.poll(0.1)
+            msgs = [first, *reader.consume(999, 0)] if first is not None else []
+            changes: dict[int, dict[bytes, bytes | None]] = {}
+            last: dict[int, int] = {}
             for m in msgs:
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise KafkaException(m.error())
-                changes[m.key()] = m.value()
-                last = m.offset()
-            if last is not None:
-                store.write(changes, last)
-                applied += len(changes)
-            pos = reader.position([TopicPartition(tp.topic, partition)])[0].offset
-            if pos >= end:
-                break
+                    raise KafkaException(err)
+                changes.setdefault(m.partition(), {})[m.key()] = m.value()
+                last[m.partition()] = m.offset()
+            for partition, batch in changes.items():
+                store = self.stores.get(partition)
+                if store is not None:
+                    store.write(batch, last[partition])
+                    applied += len(batch)
+            positions = reader.position([TopicPartition(topic, p) for p in pending])
+            for tp in positions:
+                if tp.offset >= pending[tp.partition]:
+                    del pending[tp.partition]
             if time.monotonic() - last_log > 5:
-                log.info("restoring %s[%d]: %d/%d", tp.topic, partition, pos, end)
+                log.warning("restoring %s: %d records so far, %d partitions to go", topic, applied, len(pending))
                 last_log = time.monotonic()
-        reader.unassign()
-        log.info("restored %s[%d]: %d records in %.2fs", tp.topic, partition, applied, time.monotonic() - began)
+        log.info("restored %s %s: %d records in %.2fs", topic, sorted(ends), applied, time.monotonic() - began)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:

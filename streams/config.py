@@ -23,6 +23,7 @@ __all__ = [
     "LIBRDKAFKA_LOGGER_NAME",
     "bootstrap_servers",
     "producer_config",
+    "command_producer_config",
     "consumer_config",
     "admin_config",
     "murmur2",
@@ -79,6 +80,21 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
             "compression.type": "none",
         }
     )
+    config.update(_normalise(overrides))
+    return config
+
+
+def command_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for producers of commands and results whose receivers drop duplicates by id.
+
+    An idempotent producer spends about half a second acquiring its producer id before the first
+    record leaves, which every new Client and every freshly started activity worker would pay
+    on its first request. Receivers already drop redelivered records by message id (the
+    orchestration processor by ``recent_ids`` and open task ids), so a retry duplicate is
+    harmless; one request in flight per connection keeps retries from reordering records.
+    """
+    config = producer_config(bootstrap)
+    config.update({"enable.idempotence": False, "max.in.flight.requests.per.connection": 1, "linger.ms": 1})
     config.update(_normalise(overrides))
     return config
 

@@ -482,6 +482,8 @@ class EntityState:
     critical_section_id: str | None = None
     queued: list[EntityMessage] = field(default_factory=list)
     recent_ids: list[str] = field(default_factory=list)
+    execution_id: str | None = None  # names this incarnation's history (new after a clean-up)
+    history_length: int = 0  # operations recorded on <hub>.history (the next HistoryRecord.index)
 
 
 # --------------------------------------------------------------------------- status, replies, dead letters

@@ -130,11 +130,11 @@ SPECS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "status",
-        "instance id",
-        (events.InstanceStatus,),
+        "instance id / entity id",
+        (events.InstanceStatus, events.EntityState),
         "compact",
         None,
-        "latest status snapshot per instance (tombstone on purge)",
+        "latest status snapshot per instance and per entity (tombstone on purge)",
     ),
     TopicSpec(
         "replies",
@@ -163,7 +163,7 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "entities-changelog",
         "store key",
-        (events.EntityState,),
+        (events.EntityState, events.EntityMessage),
         "compact",
         None,
         "entity processor state (RocksDB is a cache of it)",

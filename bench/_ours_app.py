@@ -1,0 +1,58 @@
+"""The orchestrations and activities the benchmark runs on durable-kafka, and its worker factory.
+
+The worker runs in its own process (``python -m durable_kafka worker _ours_app:make_worker``
+with ``bench/`` as the working directory), configured from the environment by the driver in
+``orchestrations.py``. The Temporal peer runs the same workloads (``_temporal_peer.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from durable_kafka import Worker, task
+
+#: The five inputs of Netherite's HelloSequence5 (an orchestration calling SayHello five times).
+CITIES = ("Tokyo", "Seattle", "London", "Amsterdam", "Tampa")
+
+
+# Activities are ``async def`` (run on the worker's activity event loop): trivial, non-blocking
+# work, written the same way in the Temporal peer.
+async def say_hello(ctx: task.ActivityContext, name: str) -> str:
+    return f"Hello {name}!"
+
+
+async def square(ctx: task.ActivityContext, n: int) -> int:
+    return n * n
+
+
+def hello_sequence5(ctx, _input):
+    results = []
+    for city in CITIES:
+        results.append((yield ctx.call_activity(say_hello, input=city)))
+    return results
+
+
+def fan_out_fan_in(ctx, count: int):
+    results = yield task.when_all([ctx.call_activity(square, input=i) for i in range(count)])
+    return sum(results)
+
+
+def timer_wait(ctx, seconds: float):
+    yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=seconds))
+    return "fired"
+
+
+def expected_hello() -> list[str]:
+    return [f"Hello {city}!" for city in CITIES]
+
+
+def make_worker() -> Worker:
+    worker = Worker(os.environ["DURABLE_KAFKA_BOOTSTRAP"], hub=os.environ["BENCH_HUB"],
+                    state_dir=os.environ["BENCH_STATE_DIR"], partitions=int(os.environ["BENCH_PARTITIONS"]))
+    worker.add_orchestrator(hello_sequence5)
+    worker.add_orchestrator(fan_out_fan_in)
+    worker.add_orchestrator(timer_wait)
+    worker.add_activity(say_hello)
+    worker.add_activity(square)
+    return worker
