@@ -216,7 +216,10 @@ class ActivityWorker:
                 self._group_id,
                 # read_committed: the broker does not wake a waiting fetch when commit markers
                 # land, so a long fetch wait would delay every request by that much.
-                **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000},
+                # a short session: after a kill -9 the restarted worker waits this long for the
+                # dead member to be dropped (6 s is the broker's minimum by default)
+                **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000,
+                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
             )
         )
         self._producer = Producer(command_producer_config(self._bootstrap))

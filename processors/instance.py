@@ -79,9 +79,14 @@ def history_record(instance_id: str, execution_id: str, index: int, event: Histo
 
 
 def to_ms(t: datetime) -> int:
+    """Milliseconds since the epoch, rounded UP: a timer due at x.9995 s must not fire at x.999 s."""
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1000)
+    delta = t - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + -(-delta.microseconds // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def status_of(h: InstanceHeader) -> InstanceStatus:

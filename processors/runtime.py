@@ -147,7 +147,7 @@ class Processor:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 5,
-                "session.timeout.ms": 10_000,
+                "session.timeout.ms": 6_000,  # a killed worker's partitions move on after 6 s
                 "heartbeat.interval.ms": 1_000,
                 **config.consumer_overrides,
             }

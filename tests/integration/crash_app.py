@@ -21,7 +21,7 @@ def square(ctx, x):
 def crash_orchestration(ctx, n):
     a = yield ctx.call_activity(step, input=n)
     b = yield ctx.call_activity(step, input=a)
-    yield ctx.create_timer(timedelta(seconds=1))
+    yield ctx.create_timer(timedelta(seconds=1 + n * 0.02))  # completions spread over ~4 s
     squares = yield task.when_all([ctx.call_activity(square, input=b + i) for i in range(5)])
     return {"n": n, "b": b, "sum": sum(squares)}
 
