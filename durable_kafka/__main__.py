@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from durable_kafka.errors import ConfigurationError, DurableKafkaError
-from durable_kafka._cli_worker import add_worker_command
+from durable_kafka._cli_worker import add_audit_command, add_worker_command
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_topics_commands(commands)
     add_worker_command(commands)
+    add_audit_command(commands)
     return parser
 
 

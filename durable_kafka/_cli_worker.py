@@ -57,3 +57,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         worker.stop()
     return 0
+
+
+def add_audit_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("audit", help="replay a hub's history topic and check it against the status topic")
+    p.add_argument("--hub", required=True)
+    p.add_argument("--bootstrap", default=None)
+    p.add_argument("--worker", default=None,
+                   help="module:attribute of a Worker whose orchestrators replay every history (determinism check)")
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from durable_kafka.connectors.audit import audit
+
+    registry = load_worker(args.worker)._orchestrators if args.worker else None
+    report = audit(args.hub, args.bootstrap, orchestrators=registry, progress=True)
+    print(f"hub {args.hub}: {report.records} history records, {report.instances} orchestration instances, "
+          f"{report.entities} entities")
+    for problem in report.problems:
+        print(f"  PROBLEM {problem}")
+    print("audit: OK" if report.ok else f"audit: {len(report.problems)} problem(s)")
+    return 0 if report.ok else 3

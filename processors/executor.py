@@ -479,6 +479,8 @@ class LiveOrchestration:
             except NonDeterminismError as ex:
                 if self.ctx.completion_emitted:
                     log.warning("%s: history diverges after the recorded end: %s", self.instance_id, ex)
+                elif self.ctx.failure is not None and self.ctx.failure.error_type == "NonDeterminismError":
+                    pass  # the first divergence is the one worth reporting
                 else:  # the code now ends earlier than its history says: that is divergence too
                     self.ctx.replace_end_with_failure(ex)
         elif isinstance(event, ev.EventRaised) and self.ctx.keeps_late_events():
