@@ -35,6 +35,10 @@ BOOTSTRAP_ENV = "DURABLE_KAFKA_BOOTSTRAP"
 
 #: librdkafka's own log lines go to this Python logger (at librdkafka level WARNING and above).
 LIBRDKAFKA_LOGGER_NAME = "durable_kafka.librdkafka"
+# librdkafka warns about transient states it retries by itself (a coordinator still loading, a
+# leader moving); an application that wants them configures this logger, others hear nothing.
+logging.getLogger(LIBRDKAFKA_LOGGER_NAME).addHandler(logging.NullHandler())
+logging.getLogger(LIBRDKAFKA_LOGGER_NAME).propagate = False
 
 _SYSLOG_WARNING = 4  # librdkafka's log_level uses syslog numbers; 4 = warning
 
