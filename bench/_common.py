@@ -143,6 +143,7 @@ class ChildProcess:
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.lines: list[str] = []
+        self._count = 0
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True)
         self._reader.start()
@@ -160,20 +161,24 @@ class ChildProcess:
                 listener(line)
             with self._cond:
                 self.lines.append(line)
+                self._count += 1
                 del self.lines[:-200]
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
 
     def wait_for_line(self, marker: str, timeout: float) -> str:
+        """The first line containing ``marker`` printed since the process started (the last
+        200 lines are kept, so wait soon after the line is expected)."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        checked = 0  # lines examined, counted from the process start
         with self._cond:
             while True:
-                for line in self.lines[seen:]:
+                first_kept = self._count - len(self.lines)
+                for line in self.lines[max(0, checked - first_kept):]:
                     if marker in line:
                         return line
-                seen = len(self.lines)
+                checked = self._count
                 if self.proc.poll() is not None and not self._reader.is_alive():
                     raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before "
                                        f"printing {marker!r}:\n" + "\n".join(self.lines[-40:]))

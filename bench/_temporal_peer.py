@@ -10,6 +10,8 @@ Three parts, all driven by ``orchestrations.py``:
   client and worker do not share a GIL and its resident memory can be read from /proc. It runs
   the workflows unsandboxed (the SDK's fastest runner; ours has no sandbox either) with async
   activities (the SDK's cheapest path for non-blocking work; ours uses async ones too).
+  ``BENCH_TEMPORAL_WORKER_OPTIONS`` (JSON of ``temporalio.worker.Worker`` keyword arguments)
+  overrides its tuning for experiments; the benchmark itself never sets it.
 * async driver functions that start workflows and await their results.
 
 The workflows mirror ``_ours_app.py``: HelloSequence5 (five activities in sequence), a fan-out
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
 import signal
 import sys
@@ -241,8 +245,9 @@ async def _worker_main(address: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    options = json.loads(os.environ.get("BENCH_TEMPORAL_WORKER_OPTIONS", "{}"))  # experiments only
     worker = Worker(client, task_queue=TASK_QUEUE, workflows=[HelloSequence5, FanOutFanIn, TimerWait],
-                    activities=[say_hello, square], workflow_runner=UnsandboxedWorkflowRunner())
+                    activities=[say_hello, square], workflow_runner=UnsandboxedWorkflowRunner(), **options)
     async with worker:
         print(f"temporal worker running on {address}", flush=True)
         reported = -1

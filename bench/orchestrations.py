@@ -49,6 +49,7 @@ from _common import (  # noqa: E402
     PySpy,
     Ticker,
     count_committed_records,
+    cpu_seconds,
     end_offsets,
     fmt,
     load_average,
@@ -90,6 +91,8 @@ class Figures:
     hello_start_seconds: float | None = None
     hello_engine_rate: float | None = None
     hello_failures: int = 0
+    hello_worker_cores: float | None = None  # CPU seconds used per wall second during the run
+    hello_server_cores: float | None = None
     latency_ms: list[float] = field(default_factory=list)
     accept_ms: list[float] = field(default_factory=list)
     fanout_rate: float | None = None
@@ -214,11 +217,13 @@ def ours_hello(system: OursSystem, n: int, figures: Figures) -> None:
     before = end_offsets(system.bootstrap, system.all_topics())
     progress(f"durable-kafka hello: starting {n:,} HelloSequence5 instances (load average {load_average()})")
     wall_began = datetime.now(timezone.utc)
+    cpu_began = cpu_seconds(system.worker.pid)
     began = time.perf_counter()
     figures.hello_start_seconds = system.start_many("hello_sequence5", ids, None)
     progress(f"  durable-kafka hello: all {n:,} scheduled in {figures.hello_start_seconds:.2f}s")
     states = system.wait_statuses(prefix, n, TERMINAL, "hello completed", 600, fetch=True)
     figures.hello_seconds = time.perf_counter() - began
+    figures.hello_worker_cores = (cpu_seconds(system.worker.pid) - cpu_began) / figures.hello_seconds
     figures.hello_rate = n / figures.hello_seconds
     figures.hello_failures = sum(s.runtime_status != OrchestrationStatus.COMPLETED
                                  or s.get_output() != EXPECTED_HELLO for s in states)
@@ -345,7 +350,10 @@ async def _peer_main(args: argparse.Namespace, selected: set[str], figures: Figu
             if "latency" in selected:  # first: the idle system, before any bulk load
                 await _peer_latency(tp, client, args.latency_runs, figures)
             if "hello" in selected:
+                cpu = cpu_seconds(worker.pid), cpu_seconds(server.pid)
                 await _peer_hello(tp, client, args.instances, figures)
+                figures.hello_worker_cores = (cpu_seconds(worker.pid) - cpu[0]) / figures.hello_seconds
+                figures.hello_server_cores = (cpu_seconds(server.pid) - cpu[1]) / figures.hello_seconds
             if "fanout" in selected:
                 progress(f"temporal fanout: {args.fanout_runs} x one workflow with {args.fanout:,} activities "
                          f"(load average {load_average()})")
@@ -398,10 +406,11 @@ async def _peer_timers(tp, args: argparse.Namespace, figures: Figures) -> None:
                           lambda r: r == EXPECTED_HELLO, "warm-up")
         figures.timers_idle_rss = rss_mib(worker.pid)
         figures.server_idle_rss = rss_mib(server.pid)
+        waiting = TimersWaiting(worker)
         began = time.perf_counter()
         await tp.start_timers(client, unique_name("tmr-"), count, TIMER_SECONDS)
         progress(f"  temporal timers: all {count:,} started; waiting for the worker to reach the timers")
-        await asyncio.get_running_loop().run_in_executor(None, worker.wait_for_line, f"timers-waiting {count}", 600)
+        await waiting.wait(count, 600)
         figures.timers_start_rate = count / (time.perf_counter() - began)
         await asyncio.sleep(SETTLE)
         figures.timers_rss = rss_mib(worker.pid)
@@ -413,6 +422,30 @@ async def _peer_timers(tp, args: argparse.Namespace, figures: Figures) -> None:
         if worker is not None:
             worker.stop()
         server.stop()
+
+
+class TimersWaiting:
+    """Follows the Temporal worker's "timers-waiting N" lines (attach before starting timers)."""
+
+    def __init__(self, worker: ChildProcess) -> None:
+        self.worker = worker
+        self.reached = 0
+        worker.listeners.append(self._listen)
+
+    def _listen(self, line: str) -> None:
+        if line.startswith("timers-waiting "):
+            self.reached = max(self.reached, int(line.split()[1]))
+
+    async def wait(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        ticker = Ticker()
+        while self.reached < count:
+            self.worker.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"temporal worker reached only {self.reached}/{count} timers in {timeout}s")
+            if ticker.due():
+                progress(f"  temporal timers waiting: {self.reached:,}/{count:,}")
+            await asyncio.sleep(0.1)
 
 
 def run_peer(args: argparse.Namespace, selected: set[str]) -> Figures:
@@ -461,6 +494,8 @@ def report(args: argparse.Namespace, selected: set[str], ours: Figures, peer: Fi
              ratio(ours.hello_seconds, p.hello_seconds), "", ""],
             ["time to schedule all (client), s", fmt(ours.hello_start_seconds, 2), "(interleaved)", "", "", ""],
             ["same rate, to the engine's last status timestamp", fmt(ours.hello_engine_rate), "–", "", "", ""],
+            ["worker CPU during the run, cores", fmt(ours.hello_worker_cores, 2), fmt(p.hello_worker_cores, 2), "", "", ""],
+            ["server CPU during the run, cores", "(Kafka broker, not measured)", fmt(p.hello_server_cores, 2), "", "", ""],
             ["failed or wrong output", fmt(ours.hello_failures), fmt(p.hello_failures) if peer else "–", "", "", ""],
         ]))
         if ours.hello_records:
@@ -470,7 +505,7 @@ def report(args: argparse.Namespace, selected: set[str], ours: Figures, peer: Fi
         out.append(f"\n### HelloSequence5 latency (one at a time, {args.latency_runs} runs after "
                    f"{LATENCY_WARMUP} warm-up runs)\n")
         rows = []
-        for label, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        for label, q in (("min", 0), ("p50", 50), ("p90", 90), ("p99", 99)):
             a = percentile(ours.latency_ms, q) if ours.latency_ms else None
             b = percentile(p.latency_ms, q) if p.latency_ms else None
             goal = f"< 25 ms: {goal_ok(a is not None and a < 25)}" if q == 50 else ""

@@ -28,7 +28,7 @@ from durable_kafka.streams.events import EntityMessage, EntityState
 from durable_kafka.streams.topics import HubTopics
 
 from . import store as keys
-from .entity_step import SCHEDULED_PREFIX, EntityStep, EntityTopics, scheduled_due_ms
+from .entity_step import SCHEDULED_PREFIX, EntityStep, EntityTopics
 from .instance import Outcome
 from .runtime import Processor, ProcessorConfig, Transaction
 from .store import StoreOptions, StoreSet
@@ -73,14 +73,7 @@ class EntityHandler:
             self._run_entity(txn, partition, eid, now, msgs=[m for _, m in items], raws=[r for r, _ in items])
 
     def has_due_work(self, now_ms: int) -> bool:
-        for p in list(self.proc.owned):
-            store = self.proc.stores.get(p)
-            if store is None:
-                continue
-            first = store.first(SCHEDULED_PREFIX)
-            if first is not None and scheduled_due_ms(first[0]) <= now_ms:
-                return True
-        return False
+        return keys.any_due(self.proc.stores, list(self.proc.owned), SCHEDULED_PREFIX, now_ms)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
         now = datetime.now(timezone.utc)
@@ -89,21 +82,16 @@ class EntityHandler:
             if store is None:
                 continue
             due: OrderedDict[str, list[EntityMessage]] = OrderedDict()
-            n = 0
-            for k, v in store.scan(SCHEDULED_PREFIX):
-                if scheduled_due_ms(k) > now_ms or n >= MAX_SCHEDULED_PER_TICK:
-                    break
-                if txn.get(p, k) is None:  # already fired (deleted) in this batch
-                    continue
-                txn.put(p, k, None)
+            fired = keys.take_due(store, lambda k: txn.get(p, k), lambda k: txn.put(p, k, None),
+                                  SCHEDULED_PREFIX, now_ms, MAX_SCHEDULED_PER_TICK)
+            for k, v in fired:
                 try:
                     msg = self.codec.decode(v, expected=EntityMessage)
                 except CodecError:
                     log.exception("dropping an undecodable scheduled signal under %r", k)
                     continue
                 due.setdefault(msg.entity_id, []).append(msg)
-                n += 1
-            self.stats["scheduled_fired"] += n
+            self.stats["scheduled_fired"] += len(fired)
             for eid, msgs in due.items():
                 self._run_entity(txn, p, eid, now, fired=msgs)
 

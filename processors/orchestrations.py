@@ -77,14 +77,7 @@ class OrchestrationHandler:
             self._run_instance(txn, partition, iid, now, msgs=[m for _, m in items], raws=[r for r, _ in items])
 
     def has_due_work(self, now_ms: int) -> bool:
-        for p in list(self.proc.owned):
-            store = self.proc.stores.get(p)
-            if store is None:
-                continue
-            first = store.first(keys.TIMER_PREFIX)
-            if first is not None and keys.timer_due_ms(first[0]) <= now_ms:
-                return True
-        return False
+        return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
         now = datetime.now(timezone.utc)
@@ -93,16 +86,11 @@ class OrchestrationHandler:
             if store is None:
                 continue
             due: OrderedDict[str, list[ev.TimerRecord]] = OrderedDict()
-            n = 0
-            for k, v in store.scan(keys.TIMER_PREFIX):
-                if keys.timer_due_ms(k) > now_ms or n >= MAX_TIMERS_PER_TICK:
-                    break
-                if txn.get(p, k) is None:  # already fired (deleted) in this batch
-                    continue
+            fired = keys.take_due(store, lambda k: txn.get(p, k), lambda k: txn.put(p, k, None),
+                                  keys.TIMER_PREFIX, now_ms, MAX_TIMERS_PER_TICK)
+            for _, v in fired:
                 timer = self.codec.decode(v, expected=ev.TimerRecord)
-                txn.put(p, k, None)
                 due.setdefault(timer.instance_id, []).append(timer)
-                n += 1
             for iid, timers in due.items():
                 self._run_instance(txn, p, iid, now, timers=timers)
 

@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
@@ -52,7 +52,42 @@ def timer_key(due_ms: int, instance_id: str, timer_id: int) -> bytes:
 
 
 def timer_due_ms(key: bytes) -> int:
+    return due_ms_of(key)
+
+
+def due_ms_of(key: bytes) -> int:
+    """Due time of a key in any due-time index (``<family>\\0<due_ms:016x>...``)."""
     return int(key[2:18], 16)
+
+
+def any_due(stores: "StoreSet", partitions: list[int], prefix: bytes, now_ms: int) -> bool:
+    """Whether any of ``partitions`` has an entry of the due-time index ``prefix`` due by now."""
+    for p in partitions:
+        store = stores.get(p)
+        if store is None:
+            continue
+        first = store.first(prefix)
+        if first is not None and due_ms_of(first[0]) <= now_ms:
+            return True
+    return False
+
+
+def take_due(store: "PartitionStore", pending: Callable[[bytes], bytes | None], delete: Callable[[bytes], None],
+             prefix: bytes, now_ms: int, limit: int) -> list[tuple[bytes, bytes]]:
+    """Remove and return up to ``limit`` entries of the due-time index that are due by ``now_ms``.
+
+    ``pending`` reads through the current batch (an entry it no longer finds already fired in
+    this batch); ``delete`` records the removal in the batch, so it commits with what fires.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    for k, v in store.scan(prefix):
+        if due_ms_of(k) > now_ms or len(out) >= limit:
+            break
+        if pending(k) is None:
+            continue
+        delete(k)
+        out.append((k, v))
+    return out
 
 
 def entity_key(entity_id: str) -> bytes:
