@@ -366,3 +366,59 @@ def test_terminate_and_purge_are_recursive(hub, tmp_path):
             assert time.monotonic() < deadline, "child was not purged with its parent"
             time.sleep(0.1)
         assert c.get_orchestration_state(iid) is None
+
+
+def slow(ctx, x):
+    time.sleep(1.0)
+    return x
+
+
+def calls_slow(ctx, _):
+    return (yield ctx.call_activity(slow, input="late"))
+
+
+def collector(ctx, state):
+    # state = [values...]; every step waits for one "item", keeps it, continues as new
+    state = state or {"seen": [], "save": True}
+    if len(state["seen"]) == 3:
+        return state["seen"]
+    item = yield ctx.wait_for_external_event("item")
+    state["seen"].append(item)
+    if len(state["seen"]) == 1:
+        # two more items are already buffered: they survive only with save_events=True
+        yield ctx.create_timer(timedelta(milliseconds=300))
+    ctx.continue_as_new(state, save_events=state["save"])
+
+
+def test_late_activity_result_after_terminate_is_ignored(hub, tmp_path):
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), partitions=hub.partitions)
+    w.add_orchestrator(calls_slow)
+    w.add_activity(slow)
+    with w, Client(hub.bootstrap, hub=hub.name) as c:
+        iid = c.schedule_new_orchestration(calls_slow)
+        c.wait_for_orchestration_start(iid, timeout=30)
+        c.terminate_orchestration(iid, output="cut short")
+        state = c.wait_for_orchestration_completion(iid, timeout=30)
+        assert state.runtime_status == OrchestrationStatus.TERMINATED
+        time.sleep(1.5)  # the activity finishes and its result arrives
+        state = c.get_orchestration_state(iid)
+        assert state.runtime_status == OrchestrationStatus.TERMINATED and state.get_output() == "cut short"
+        assert not any(isinstance(e, ev.TaskCompleted) for e in c.get_orchestration_history(iid))
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_continue_as_new_carries_buffered_events_only_when_asked(hub, tmp_path, save):
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), partitions=hub.partitions)
+    w.add_orchestrator(collector)
+    with w, Client(hub.bootstrap, hub=hub.name) as c:
+        iid = c.schedule_new_orchestration(collector, input={"seen": [], "save": save})
+        c.wait_for_orchestration_start(iid, timeout=30)
+        for i in range(3):
+            c.raise_orchestration_event(iid, "item", data=i)
+        if save:
+            assert c.wait_for_orchestration_completion(iid, timeout=30).get_output() == [0, 1, 2]
+        else:
+            time.sleep(2)  # items 1 and 2 were dropped with the first execution's buffer
+            state = c.get_orchestration_state(iid)
+            assert state.runtime_status == OrchestrationStatus.RUNNING
+            assert state.get_input()["seen"] == [0]
