@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import logging
 import signal
 import sys
@@ -48,14 +49,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
     print(f"worker {worker.worker_id} running on hub {worker.hub} ({worker.bootstrap}); Ctrl-C stops it", flush=True)
-    try:
-        while not stop.wait(0.5):
-            errors = worker.errors()
-            if errors:
-                print(f"worker stopped by an error: {errors[0]!r}", file=sys.stderr, flush=True)
-                return 1
-    finally:
-        worker.stop()
+    while not stop.wait(0.5):
+        errors = worker.errors()
+        if errors:
+            print(f"worker stopped by an error: {errors[0]!r}", file=sys.stderr, flush=True)
+            # no graceful stop: a thread may be blocked inside librdkafka for good. Exiting now is
+            # a kill -9, which the engine is built for: the next start fences and resumes.
+            os._exit(70)
+    worker.stop()
     return 0
 
 

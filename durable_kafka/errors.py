@@ -26,6 +26,7 @@
     ├── EntityError                 raised while running an entity operation
     │   └── EntityOperationNotFoundError  the entity has no operation of that name
     └── BrokerError                 the local broker cannot be assembled/started
+        └── ProcessorStuckError     a transactional call blocked past its deadline
 
 Callers catch the narrowest class they can act on; the messages name the specific thing
 (the instance id, the sequence number, both partition counts) so the log line alone is enough.
@@ -176,3 +177,13 @@ class EntityOperationNotFoundError(EntityError, AttributeError):
 
 class BrokerError(DurableKafkaError):
     """The local development broker could not be assembled, started or reached."""
+
+
+class ProcessorStuckError(BrokerError):
+    """A processor has been blocked inside one Kafka transactional call for too long.
+
+    librdkafka can block in ``send_offsets_to_transaction`` past its timeout when the group
+    coordinator went away (librdkafka issue #5456). The call cannot be interrupted from Python,
+    so the worker reports this error and ``python -m durable_kafka worker`` exits; the restarted
+    process fences the old producer and resumes from the last committed transaction.
+    """

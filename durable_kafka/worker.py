@@ -42,6 +42,8 @@ class Worker:
       partition count used when the topics are created. ``max_activity_workers``: threads for
       sync activities (async ones share one event loop). ``executor_cache_size``: live
       orchestrations kept in memory between steps (bounded: a miss replays from history).
+      ``stuck_after``: seconds one Kafka transaction may stay open before :meth:`errors` reports
+      the worker stuck (the CLI then exits so that a process supervisor restarts it).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Worker:
         executor_cache_size: int = 2000,
         create_topics: bool = True,
         store_options: StoreOptions | None = None,
+        stuck_after: float = 60.0,
     ) -> None:
         self.bootstrap = resolve_bootstrap(bootstrap_servers)
         self.hub = validate_hub_name(hub)
@@ -69,6 +72,7 @@ class Worker:
         self.executor_cache_size = executor_cache_size
         self.create_topics = create_topics
         self.store_options = store_options
+        self.stuck_after = stuck_after
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -124,7 +128,8 @@ class Worker:
         stores = StoreSet(os.path.join(self.state_dir, self.hub), "orchestrations", options)
         config = ProcessorConfig(
             bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
-            changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}")
+            changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
+            stuck_after=self.stuck_after)
         self._orch_processor = Processor(
             config, stores,
             lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
@@ -170,7 +175,11 @@ class Worker:
         return {**self._orch_processor.handler.stats, **self._orch_processor.stats}
 
     def errors(self) -> list[BaseException]:
-        return [p.error for p in (self._orch_processor, self._entity_processor) if p is not None and p.error]
+        """Why a part of this worker stopped (or is stuck); empty while healthy."""
+        found = [p.error for p in (self._orch_processor, self._entity_processor) if p is not None and p.error]
+        if self._activity_worker is not None and self._activity_worker.failure is not None:
+            found.append(self._activity_worker.failure)
+        return found
 
     def __enter__(self) -> "Worker":
         return self.start()

@@ -166,7 +166,8 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
     config = ProcessorConfig(
         bootstrap=worker.bootstrap, group_id=f"{worker.hub}.entities", source_topic=t.entity_operations,
         changelog_topic=t.entities_changelog, transactional_id=f"{worker.hub}.entities.{worker.worker_id}",
-        transaction_timeout_ms=60_000)  # a batch runs user code: leave room for slow operations
+        transaction_timeout_ms=60_000,  # a batch runs user code: leave room for slow operations
+        stuck_after=max(worker.stuck_after, 90.0))
     entities = dict(worker._entities)
     return Processor(config, stores,
                      lambda proc: EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,

@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
+
+from durable_kafka.errors import ProcessorStuckError
 
 from .store import PartitionStore, StoreSet
 
@@ -47,6 +49,8 @@ class ProcessorConfig:
     max_batch: int = 500
     poll_timeout: float = 0.05
     transaction_timeout_ms: int = 10_000
+    operation_timeout: float = 10.0  # a transactional call blocked longer than this ends in recovery
+    stuck_after: float = 60.0  # a batch still in its transaction after this long is reported stuck
     producer_overrides: dict = field(default_factory=dict)
     consumer_overrides: dict = field(default_factory=dict)
 
@@ -126,19 +130,9 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.owned: set[int] = set()
+        self._txn_began: float | None = None
         self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
-        self.producer = Producer(
-            {
-                **_base(config.bootstrap),
-                "transactional.id": config.transactional_id,
-                "transaction.timeout.ms": config.transaction_timeout_ms,
-                "enable.idempotence": True,
-                "linger.ms": 1,
-                "partitioner": "murmur2_random",
-                "compression.type": "lz4",
-                **config.producer_overrides,
-            }
-        )
+        self.producer = self._new_producer()
         self.consumer = Consumer(
             {
                 **_base(config.bootstrap),
@@ -153,6 +147,21 @@ class Processor:
             }
         )
         self.handler = handler_factory(self)
+
+    def _new_producer(self) -> Producer:
+        config = self.config
+        return Producer(
+            {
+                **_base(config.bootstrap),
+                "transactional.id": config.transactional_id,
+                "transaction.timeout.ms": config.transaction_timeout_ms,
+                "enable.idempotence": True,
+                "linger.ms": 1,
+                "partitioner": "murmur2_random",
+                "compression.type": "lz4",
+                **config.producer_overrides,
+            }
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, wait_assigned: float = 30.0) -> None:
@@ -176,7 +185,15 @@ class Processor:
 
     @property
     def error(self) -> BaseException | None:
-        return self._error
+        """Why the processor stopped, or why it cannot go on (stuck in a transactional call)."""
+        if self._error is not None:
+            return self._error
+        began = self._txn_began
+        if began is not None and time.monotonic() - began > self.config.stuck_after:
+            return ProcessorStuckError(
+                f"{self.name}: one transaction has been open for {time.monotonic() - began:.0f}s "
+                "(a Kafka transactional call is blocked, see librdkafka #5456); restart the worker")
+        return None
 
     # ------------------------------------------------------------------ rebalancing
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -267,10 +284,49 @@ class Processor:
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
-                self._run_batch()
+                try:
+                    self._run_batch()
+                except KafkaException as exc:
+                    if self._stop.is_set():
+                        break
+                    self._recover(exc)
         except BaseException as exc:  # noqa: BLE001 - recorded and re-raised to the owner via .error
             self._error = exc
             log.exception("%s stopped by an error", self.name)
+
+    def _recover(self, exc: KafkaException) -> None:
+        """Start over from the last committed transaction after the producer became unusable.
+
+        A broker restart can time out an open transaction; the coordinator then aborts it and
+        bumps the producer epoch, which fences this producer (a fatal error in librdkafka). The
+        cure is what a restart would do, without the restart: drop the cached executors, make a
+        new producer with the same transactional id (init_transactions aborts anything left
+        open), and rewind every assigned partition to its committed offset. RocksDB holds only
+        committed batches, so nothing else needs undoing.
+        """
+        log.warning("%s: recovering from %s: new producer, rewinding to committed offsets", self.name, exc)
+        self.stats["recoveries"] = self.stats.get("recoveries", 0) + 1
+        self.handler.on_aborted()
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.producer = self._new_producer()
+                self.producer.init_transactions(30)
+                self._rewind_to_committed()
+                self._txn_began = None
+                return
+            except KafkaException as again:
+                log.warning("%s: recovery attempt failed (%s); retrying in %.1fs", self.name, again, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _rewind_to_committed(self) -> None:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     def _poll(self) -> list[Message]:
         first = self.consumer.poll(self.config.poll_timeout)
@@ -295,6 +351,7 @@ class Processor:
             return
         txn = Transaction(self.producer, self.stores)
         began = time.perf_counter()
+        self._txn_began = time.monotonic()
         self.producer.begin_transaction()
         try:
             if msgs:
@@ -304,7 +361,8 @@ class Processor:
             processed = time.perf_counter()
             if msgs:
                 offsets = _next_offsets(msgs)
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
+                                                          self.config.operation_timeout)
             self._commit()
             st = self.stats
             st["batches"] += 1
@@ -313,7 +371,9 @@ class Processor:
             st["commit_s"] += time.perf_counter() - processed
         except KafkaException as exc:
             self._abort(msgs, exc)
+            self._txn_began = None
             return
+        self._txn_began = None
         self.producer.poll(0)
         for p, changes in txn.changes.items():
             store = self.stores.get(p)
@@ -338,27 +398,28 @@ class Processor:
         return delivered
 
     def _commit(self) -> None:
+        deadline = time.monotonic() + self.config.operation_timeout
         while True:
             try:
-                self.producer.commit_transaction(30)
+                self.producer.commit_transaction(self.config.operation_timeout)
                 self.producer.flush(0)
                 return
             except KafkaException as exc:
-                err = exc.args[0]
-                if err.retriable():
-                    continue
+                if exc.args[0].retriable() and time.monotonic() < deadline:
+                    continue  # librdkafka allows retrying a commit that timed out
                 raise
 
     def _abort(self, msgs: list[Message], exc: KafkaException) -> None:
+        """Abort the batch's transaction and process the batch again (abortable errors only).
+
+        Fatal errors, and an abort that fails, propagate to :meth:`_loop`, which recovers with a
+        new producer.
+        """
         err = exc.args[0]
         if err.fatal():
             raise exc
         log.warning("%s aborting transaction: %s", self.name, err)
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException:
-            log.exception("abort failed")
-            raise
+        self.producer.abort_transaction(self.config.operation_timeout)
         self.handler.on_aborted()
         # rewind to the first record of the batch on every partition so it is processed again
         firsts: dict[tuple[str, int], int] = {}
