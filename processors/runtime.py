@@ -26,7 +26,7 @@ from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 
 from durable_kafka.errors import ProcessorStuckError
 
-from .store import PartitionStore, StoreSet
+from .store import MAX_STATE_AGE_S, PartitionStore, StoreSet
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,11 @@ class Processor:
             store = self.stores.open(partition)
             _low, end = _watermarks(reader, TopicPartition(topic, partition))
             start = store.changelog_offset + 1
-            if start > end:  # local state claims more than the changelog has: not ours, rebuild
-                log.warning("changelog %s[%d] ends at %d but local state is at %d; rebuilding",
-                            topic, partition, end, start)
+            age = store.age_seconds
+            stale = age is not None and age > MAX_STATE_AGE_S and start < end
+            if start > end or stale:  # not ours (changelog recreated), or too old to catch up safely
+                log.warning("changelog %s[%d] ends at %d, local state is at %d (%s); rebuilding", topic,
+                            partition, end, start, "stale" if stale else "ahead of the changelog")
                 self.stores.wipe(partition)
                 self.stores.open(partition)
                 start = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -28,6 +29,11 @@ from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 log = logging.getLogger(__name__)
 
 OFFSET_KEY = b"\xff__changelog_offset__"
+WRITTEN_AT_KEY = b"\xff__written_at__"
+#: Local state older than this is rebuilt from scratch rather than caught up: a tombstone the
+#: broker compacted away meanwhile (delete.retention.ms, 24 h by default) would otherwise leave a
+#: deleted key alive in RocksDB.
+MAX_STATE_AGE_S = 12 * 3600
 SEP = b"\x00"
 
 
@@ -160,7 +166,14 @@ class PartitionStore:
                 wb.put(k, v)
         if changelog_offset is not None:
             wb.put(OFFSET_KEY, str(changelog_offset).encode())
+        wb.put(WRITTEN_AT_KEY, str(int(time.time())).encode())
         self._db.write(wb)
+
+    @property
+    def age_seconds(self) -> float | None:
+        """Seconds since this store was last written, None for a store never written."""
+        raw = self._db.get(WRITTEN_AT_KEY)
+        return time.time() - int(raw) if raw is not None else None
 
     def close(self) -> None:
         try:
