@@ -153,14 +153,17 @@ class EntityClientMixin:
     """Entity methods of :class:`durable_kafka.Client` (see the module docstring)."""
 
     # ------------------------------------------------------------------ signals
-    def signal_entity(self, entity_instance_id: EntityInstanceId | str, operation_name: str,
+    def signal_entity(self, entity_instance_id: EntityInstanceId | str | None = None, operation_name: str | None = None,
                       input: Any = None, signal_time: datetime | None = None, *,  # noqa: A002
-                      wait_for_delivery: bool = True) -> None:
+                      wait_for_delivery: bool = True, entity_id: EntityInstanceId | str | None = None,
+                      operation: str | None = None) -> None:
         """Send a one-way operation to an entity (at ``signal_time`` if given).
 
         ``wait_for_delivery`` (default) returns once the broker stored the signal;
         ``False`` only queues it in the producer (for sending many quickly; ``close()`` flushes).
         """
+        entity_instance_id = _one_of(entity_instance_id, entity_id, "entity_instance_id", "entity_id")
+        operation_name = _one_of(operation_name, operation, "operation_name", "operation")
         target = entity_id_of(entity_instance_id)
         if not isinstance(operation_name, str) or not operation_name:
             raise InvalidArgumentError(f"operation_name must be a non-empty str, got {operation_name!r}")
@@ -204,10 +207,12 @@ class EntityClientMixin:
             raise BrokerError(f"signal to entity {entity_id!r} was not delivered: {outcome[0]}")
 
     # ------------------------------------------------------------------ reads
-    def get_entity(self, entity_instance_id: EntityInstanceId | str,
-                   include_state: bool = True) -> EntityMetadata | None:
+    def get_entity(self, entity_instance_id: EntityInstanceId | str | None = None,
+                   include_state: bool = True, *, entity_id: EntityInstanceId | str | None = None
+                   ) -> EntityMetadata | None:
         """The entity as of now (including anything committed before the call); None if it has
         no state (it never existed, or its state was deleted)."""
+        entity_instance_id = _one_of(entity_instance_id, entity_id, "entity_instance_id", "entity_id")
         eid = str(entity_id_of(entity_instance_id))
         self._ensure_open()
         self._status.sync([self._status.partition_of(eid)], self._sync_timeout)
@@ -274,3 +279,12 @@ class EntityClientMixin:
             if (released == len(unlocked) and removed == len(removing)) or time.monotonic() >= deadline:
                 return released, removed
             time.sleep(0.1)
+
+
+def _one_of(value: Any, alias: Any, name: str, alias_name: str) -> Any:
+    """durabletask spells it ``name``, the issue's API ``alias_name``: accept either, not both."""
+    if value is not None and alias is not None:
+        raise InvalidArgumentError(f"pass {name} or {alias_name}, not both")
+    if value is None and alias is None:
+        raise InvalidArgumentError(f"{name} is required")
+    return value if value is not None else alias

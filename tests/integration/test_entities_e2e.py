@@ -296,3 +296,26 @@ def test_poison_input_is_dead_lettered_and_the_entity_keeps_going(engine, hub):
     cons.close()
     assert letters and letters[0].key == e.encode() and letters[0].topic == hub.topics.entity_operations
     assert letters[0].original == b"\xc3\x01not-a-record" and "decode" in letters[0].reason
+
+
+def test_client_accepts_both_spellings_of_entity_arguments(hub, tmp_path):
+    from durable_kafka import Client, EntityInstanceId, Worker
+    from durable_kafka.errors import InvalidArgumentError
+
+    def tally(ctx, value):
+        if ctx.operation == "add":
+            ctx.set_state((ctx.get_state(int) or 0) + value)
+
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), partitions=hub.partitions)
+    w.add_entity(tally)
+    eid = EntityInstanceId("tally", "k")
+    with w, Client(hub.bootstrap, hub=hub.name) as c:
+        c.signal_entity(eid, "add", input=1)                   # durabletask, positional
+        c.signal_entity(eid, operation_name="add", input=2)    # durabletask keyword
+        c.signal_entity(entity_id=eid, operation="add", input=3)  # the names
+        with pytest.raises(InvalidArgumentError):
+            c.signal_entity(eid, "add", operation="add")
+        deadline = time.monotonic() + 30
+        while (m := c.get_entity(entity_id=eid)) is None or m.get_state(int) != 6:
+            assert time.monotonic() < deadline, m
+            time.sleep(0.1)
