@@ -157,6 +157,11 @@ class Processor:
                 "transaction.timeout.ms": config.transaction_timeout_ms,
                 "enable.idempotence": True,
                 "linger.ms": 1,
+                # a transaction begun right after the previous commit can meet
+                # CONCURRENT_TRANSACTIONS while the markers are written; the default 100 ms
+                # backoff would then stall the partition for 100 ms
+                "retry.backoff.ms": 2,
+                "retry.backoff.max.ms": 50,
                 "partitioner": "murmur2_random",
                 "compression.type": "lz4",
                 **config.producer_overrides,

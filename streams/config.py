@@ -98,7 +98,7 @@ def command_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     harmless; one request in flight per connection keeps retries from reordering records.
     """
     config = producer_config(bootstrap)
-    config.update({"enable.idempotence": False, "max.in.flight.requests.per.connection": 1, "linger.ms": 1})
+    config.update({"enable.idempotence": False, "max.in.flight.requests.per.connection": 1, "linger.ms": 0})
     config.update(_normalise(overrides))
     return config
 
