@@ -26,7 +26,7 @@ from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 
 from durable_kafka.errors import ProcessorStuckError
 
-from .store import MAX_STATE_AGE_S, PartitionStore, StoreSet
+from .store import MAX_STATE_AGE_S, StoreSet
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,6 @@ class Processor:
             for k, v in changes.items():
                 self.producer.produce(topic, key=k, value=v, partition=p, on_delivery=on_delivery)
         # the commit below flushes; delivery reports fill ``delivered`` before we write RocksDB
-        self._delivered = delivered
         return delivered
 
     def _commit(self) -> None:
@@ -461,10 +460,3 @@ def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
         if m.offset() >= last.get(key, -1):
             last[key] = m.offset()
     return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
-
-
-def partition_store(stores: StoreSet, partition: int) -> PartitionStore:
-    store = stores.get(partition)
-    if store is None:
-        raise KeyError(f"partition {partition} is not assigned to this worker")
-    return store
