@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
@@ -132,6 +133,8 @@ class Processor:
         self.owned: set[int] = set()
         self._txn_began: float | None = None
         self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
+        #: (process, send_offsets, commit) seconds of the latest batches, for latency diagnosis
+        self.timings: deque[tuple[float, float, float]] = deque(maxlen=4096)
         self.producer = self._new_producer()
         self.consumer = Consumer(
             {
@@ -370,12 +373,15 @@ class Processor:
                 offsets = _next_offsets(msgs)
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
                                                           self.config.operation_timeout)
+            offsets_sent = time.perf_counter()
             self._commit()
+            done = time.perf_counter()
             st = self.stats
             st["batches"] += 1
             st["records"] += len(msgs)
             st["process_s"] += processed - began
-            st["commit_s"] += time.perf_counter() - processed
+            st["commit_s"] += done - processed
+            self.timings.append((processed - began, offsets_sent - processed, done - offsets_sent))
         except KafkaException as exc:
             self._abort(msgs, exc)
             self._txn_began = None

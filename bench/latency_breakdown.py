@@ -1,0 +1,86 @@
+"""Where one HelloSequence5's end-to-end latency goes, step by step (docs/DECISIONS.md, D6).
+
+Runs a worker and a client in this process on a fresh hub, warms up, then starts one
+HelloSequence5 at a time and reads the orchestration processor's own per-batch timings
+(processing, ``send_offsets_to_transaction``, ``commit_transaction``). What is left of the
+end-to-end time is outside the processor: the activity round trips and the client's start
+and status observation. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/latency_breakdown.py [--runs 60] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+from durable_kafka import Client, Worker
+from durable_kafka.streams.admin import delete_hub
+
+
+def hello(ctx, x):
+    return x
+
+
+def hello_sequence5(ctx, _):
+    for i in range(5):
+        yield ctx.call_activity(hello, input=i)
+    return "done"
+
+
+def _ms(values: list[float]) -> str:
+    values = sorted(values)
+    return (f"median {statistics.median(values) * 1000:6.2f}  p90 {values[int(len(values) * 0.9)] * 1000:6.2f}  "
+            f"max {values[-1] * 1000:7.2f}  mean {statistics.fmean(values) * 1000:6.2f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args(argv)
+    hub = f"lat{uuid.uuid4().hex[:8]}"
+    worker = Worker(hub=hub, state_dir=tempfile.mkdtemp(prefix="dk-lat-"), partitions=args.partitions)
+    worker.add_orchestrator(hello_sequence5)
+    worker.add_activity(hello)
+    try:
+        with worker, Client(hub=hub) as client:
+            print(f"hub {hub}: warming up", file=sys.stderr, flush=True)
+            for _ in range(5):
+                client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
+            proc = worker._orch_processor
+            proc.timings.clear()
+            batches_before = proc.stats["batches"]
+            e2e = []
+            for i in range(args.runs):
+                began = time.perf_counter()
+                client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
+                e2e.append(time.perf_counter() - began)
+                if (i + 1) % 20 == 0:
+                    print(f"  {i + 1}/{args.runs} runs", file=sys.stderr, flush=True)
+            steps = list(proc.timings)
+            per_orchestration = (proc.stats["batches"] - batches_before) / args.runs
+    finally:
+        delete_hub(hub)
+    process, offsets, commit = (list(x) for x in zip(*steps))
+    inside = statistics.median(process) + statistics.median(offsets) + statistics.median(commit)
+    print(f"HelloSequence5, {args.runs} runs one at a time, {args.partitions} partitions, worker in-process")
+    print(f"  end to end            {_ms(e2e)}")
+    print(f"  processor steps per orchestration: {per_orchestration:.1f}")
+    print(f"  step: processing      {_ms(process)}")
+    print(f"  step: send_offsets    {_ms(offsets)}")
+    print(f"  step: commit          {_ms(commit)}")
+    inside_total = inside * per_orchestration
+    print(f"  processor steps in total (medians x steps): {inside_total * 1000:.1f} ms = "
+          f"{inside_total / statistics.median(e2e):.0%} of the median end to end")
+    print(f"  outside the processor (activity round trips, client start and observation): "
+          f"{(statistics.median(e2e) - inside_total) * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
