@@ -60,7 +60,7 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator bench bench-limit bench-entities
+.PHONY: demo aggregator bench bench-limit bench-entities bench-latency
 
 # The main job: broker up, a real worker in this process, the seed's orchestration end to end.
 demo: venv broker-up
@@ -79,3 +79,6 @@ bench: venv broker-up
 
 bench-entities: venv broker-up
 	$(VENV_PY) bench/entities.py
+
+bench-latency: venv broker-up
+	$(VENV_PY) bench/latency_breakdown.py
