@@ -17,20 +17,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from netutil import free_ports  # tests/integration is on sys.path (rootdir-style tests)
 from durable_kafka.connectors import broker
 
 pytestmark = pytest.mark.timeout(400)
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _port_answers(port: int) -> bool:
@@ -41,7 +31,7 @@ def _port_answers(port: int) -> bool:
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     config = broker.BrokerConfig(port=port, controller_port=controller_port,
                                  state_dir=tmp_path / "kafka")
     assert config.cache_dir == broker.default_cache_dir()  # reuse the shared assembly

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 from crash_app import expected_output  # tests/integration is on sys.path (rootdir-style tests)
 
+from netutil import free_ports  # tests/integration is on sys.path (rootdir-style tests)
 from durable_kafka import Client, OrchestrationStatus
 from durable_kafka.connectors import broker
 from durable_kafka.connectors.audit import audit
@@ -31,17 +31,6 @@ from durable_kafka.streams.admin import ensure_topics
 ROOT = Path(__file__).resolve().parents[2]
 N = 60
 pytestmark = pytest.mark.timeout(400)
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _spawn(bootstrap: str, hub: str, state: Path) -> subprocess.Popen:
@@ -57,7 +46,7 @@ def _spawn(bootstrap: str, hub: str, state: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_orchestrations_survive_a_broker_restart(tmp_path):
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     cfg = broker.BrokerConfig(port=port, controller_port=controller_port, state_dir=tmp_path / "kafka")
     broker.up(cfg)
     bootstrap, hub = f"127.0.0.1:{port}", "restart"

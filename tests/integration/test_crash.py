@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from durable_kafka import Client, OrchestrationStatus
 from durable_kafka.streams import events as ev
+from durable_kafka.connectors.audit import read_topic
 from durable_kafka.streams.codec import Codec
 
 from crash_app import expected_output  # tests/integration is on sys.path (rootdir-style tests)
@@ -91,20 +91,7 @@ def test_kill_9_midway_then_restart(hub, tmp_path, wipe_state):
 
 
 def _assert_no_duplicate_history(hub, ids: set[str]) -> None:
-    codec = Codec.default()
-    topic = hub.topics.history
-    cons = Consumer({"bootstrap.servers": hub.bootstrap, "group.id": f"audit-{uuid.uuid4().hex}",
-                     "isolation.level": "read_committed", "enable.auto.commit": False})
-    ends = {p: cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(hub.partitions)}
-    cons.assign([TopicPartition(topic, p, 0) for p in range(hub.partitions)])
-    records: list[ev.HistoryRecord] = []
-    deadline = time.monotonic() + 60
-    while not all(e == 0 or cons.position([TopicPartition(topic, p)])[0].offset >= e for p, e in ends.items()):
-        assert time.monotonic() < deadline
-        m = cons.poll(0.2)
-        if m is not None and not m.error():
-            records.append(codec.decode(m.value(), expected=ev.HistoryRecord))
-    cons.close()
+    records = [v for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default()) if v is not None]
     mine = [r for r in records if r.instance_id in ids]
     dup_ids = [k for k, c in Counter(r.id for r in mine).items() if c > 1]
     assert not dup_ids, f"duplicated history records: {dup_ids[:5]}"

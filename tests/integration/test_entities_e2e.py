@@ -8,12 +8,13 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from durable_kafka import Client, OrchestrationStatus, TaskFailedError, Worker
 from durable_kafka._client_entities import EntityQuery
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka.streams import events as ev
+from durable_kafka.connectors.audit import read_topic
 from durable_kafka.streams.codec import Codec
 
 
@@ -128,21 +129,8 @@ def completed(client, iid, timeout=90):
 
 
 def read_history(hub, key: str) -> list[ev.HistoryRecord]:
-    codec = Codec.default()
-    topic = hub.topics.history
-    cons = Consumer({"bootstrap.servers": hub.bootstrap, "group.id": f"audit-{uuid.uuid4().hex}",
-                     "isolation.level": "read_committed", "enable.auto.commit": False})
-    ends = {p: cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(hub.partitions)}
-    cons.assign([TopicPartition(topic, p, 0) for p in range(hub.partitions)])
-    out: list[ev.HistoryRecord] = []
-    deadline = time.monotonic() + 60
-    while not all(e == 0 or cons.position([TopicPartition(topic, p)])[0].offset >= e for p, e in ends.items()):
-        assert time.monotonic() < deadline
-        m = cons.poll(0.2)
-        if m is not None and not m.error() and m.key() == key.encode():
-            out.append(codec.decode(m.value(), expected=ev.HistoryRecord))
-    cons.close()
-    return out
+    return [v for k, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
+            if v is not None and k == key.encode()]
 
 
 # ---------------------------------------------------------------- tests

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from durable_kafka import (
     Client,
@@ -22,6 +22,7 @@ from durable_kafka import (
     task,
 )
 from durable_kafka.streams import events as ev
+from durable_kafka.connectors.audit import read_topic
 from durable_kafka.streams.codec import Codec
 
 
@@ -323,21 +324,7 @@ def _wait_status(c: Client, iid: str, status: OrchestrationStatus, timeout: floa
 
 
 def _read_all(bootstrap: str, topic: str, partitions: int) -> list:
-    codec = Codec.default()
-    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                     "isolation.level": "read_committed", "enable.auto.commit": False})
-    tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
-    ends = {p: cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
-    cons.assign(tps)
-    out, deadline = [], time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if all(ends[p] == 0 or cons.position([TopicPartition(topic, p)])[0].offset >= ends[p] for p in range(partitions)):
-            break
-        m = cons.poll(0.2)
-        if m is not None and not m.error() and m.value() is not None:
-            out.append(codec.decode(m.value()))
-    cons.close()
-    return out
+    return [v for _, v in read_topic(bootstrap, topic, Codec.default()) if v is not None]
 
 
 def grandchild_waits(ctx, _):
