@@ -88,8 +88,12 @@ class OrchestrationHandler:
             due: OrderedDict[str, list[ev.TimerRecord]] = OrderedDict()
             fired = keys.take_due(store, lambda k: txn.get(p, k), lambda k: txn.put(p, k, None),
                                   keys.TIMER_PREFIX, now_ms, MAX_TIMERS_PER_TICK)
-            for _, v in fired:
-                timer = self.codec.decode(v, expected=ev.TimerRecord)
+            for k, v in fired:
+                try:
+                    timer = self.codec.decode(v, expected=ev.TimerRecord)
+                except CodecError:  # never written by us; must not stop the partition
+                    log.exception("dropping an undecodable timer under %r", k)
+                    continue
                 due.setdefault(timer.instance_id, []).append(timer)
             for iid, timers in due.items():
                 self._run_instance(txn, p, iid, now, timers=timers)

@@ -310,9 +310,9 @@ class Processor:
         A broker restart can time out an open transaction; the coordinator then aborts it and
         bumps the producer epoch, which fences this producer (a fatal error in librdkafka). The
         cure is what a restart would do, without the restart: drop the cached executors, make a
-        new producer with the same transactional id (init_transactions aborts anything left
-        open), and rewind every assigned partition to its committed offset. RocksDB holds only
-        committed batches, so nothing else needs undoing.
+        new producer with the same transactional id (init_transactions settles anything left
+        open), catch the stores up from the changelog (the failed commit may have gone through),
+        and rewind every assigned partition to its committed offset.
         """
         log.warning("%s: recovering from %s: new producer, rewinding to committed offsets", self.name, exc)
         self.stats["recoveries"] = self.stats.get("recoveries", 0) + 1
@@ -321,7 +321,10 @@ class Processor:
         while not self._stop.is_set():
             try:
                 self.producer = self._new_producer()
-                self.producer.init_transactions(30)
+                self.producer.init_transactions(30)  # settles the last transaction: committed or aborted
+                # a commit that failed ambiguously may in fact have committed: the changelog then
+                # holds records RocksDB never got. Catch the stores up before going on.
+                self.restore(sorted(self.owned))
                 self._rewind_to_committed()
                 self._txn_began = None
                 return
