@@ -3,6 +3,8 @@
 #
 #   make venv          .venv with the project installed editable (+ dev extras), only when needed
 #   make broker-up     start (or find) the local broker on 127.0.0.1:9092, state in .state/kafka
+#                      SECURE=1: the SASL_SSL broker with ACLs on 127.0.0.1:9192, state in
+#                      .state/kafka-secure (also for broker-down / broker-status; docs/SECURITY.md)
 #   make broker-down   stop it
 #   make broker-status
 #   make test          venv + broker-up + the whole pytest suite
@@ -16,8 +18,16 @@ VENV_STAMP := $(VENV)/.durable-kafka-installed
 STATE_DIR := .state
 KAFKA_PORT ?= 9092
 KAFKA_CONTROLLER_PORT ?= 9093
+SECURE ?=
+SECURE_KAFKA_PORT ?= 9192
+SECURE_KAFKA_CONTROLLER_PORT ?= 9193
 BROKER := $(VENV_PY) -m durable_kafka.connectors.broker
+ifeq ($(SECURE),1)
+BROKER_ARGS := --secure --port $(SECURE_KAFKA_PORT) --controller-port $(SECURE_KAFKA_CONTROLLER_PORT) \
+	--state-dir $(STATE_DIR)/kafka-secure
+else
 BROKER_ARGS := --port $(KAFKA_PORT) --controller-port $(KAFKA_CONTROLLER_PORT) --state-dir $(STATE_DIR)/kafka
+endif
 PYTEST_ARGS ?=
 
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)

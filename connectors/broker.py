@@ -39,6 +39,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from durable_kafka.connectors import broker_security
 from durable_kafka.errors import BrokerError
 from durable_kafka.streams.config import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, bootstrap_servers
 
@@ -111,6 +112,8 @@ class BrokerConfig:
     controller_port: int = DEFAULT_CONTROLLER_PORT
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
+    #: SASL_SSL + ACLs instead of PLAINTEXT (connectors/broker_security.py)
+    secure: bool = False
 
     def __post_init__(self) -> None:
         if self.port == self.controller_port:
@@ -121,6 +124,10 @@ class BrokerConfig:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    def client_config(self) -> dict[str, str]:
+        """Security settings of the admin principal (empty for the PLAINTEXT broker)."""
+        return broker_security.client_config(self.state_dir) if self.secure else {}
 
     @property
     def lib_dir(self) -> Path:
@@ -309,6 +316,8 @@ def server_properties(cfg: BrokerConfig) -> str:
         "log.cleaner.io.buffer.size": str(512 * 1024),
         "delete.topic.enable": "true",
     }
+    if cfg.secure:
+        settings.update(broker_security.server_settings(cfg.state_dir, HOST, cfg.port, cfg.controller_port))
     lines = ["# written by durable_kafka.connectors.broker on every `up`; edits are overwritten"]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -337,7 +346,8 @@ def _format_storage(java: str, cfg: BrokerConfig) -> None:
         cfg.cluster_id_file.write_text(cluster_id + "\n")
     # A static controller.quorum.voters needs no --standalone / --initial-controllers.
     cmd = _java_cmd(java, cfg, "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id, "-c", str(cfg.properties_file))
+                    "-t", cluster_id, "-c", str(cfg.properties_file),
+                    *(broker_security.format_arguments(cfg.state_dir) if cfg.secure else []))
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=120)
     if proc.returncode != 0 or not (cfg.data_dir / "meta.properties").is_file():
@@ -423,8 +433,8 @@ def status(cfg: BrokerConfig | None = None) -> BrokerStatus:
 # readiness: a transactional round trip
 
 
-def _ensure_probe_topic(bootstrap: str, timeout: float) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _client_logger})
+def _ensure_probe_topic(bootstrap: str, timeout: float, security: dict[str, str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _client_logger, **security})
     if PROBE_TOPIC in admin.list_topics(timeout=timeout).topics:
         return
     futures = admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], operation_timeout=timeout)
@@ -436,17 +446,19 @@ def _ensure_probe_topic(bootstrap: str, timeout: float) -> None:
             raise
 
 
-def round_trip(bootstrap: str, timeout: float = 15.0) -> None:
+def round_trip(bootstrap: str, timeout: float = 15.0, security: dict[str, str] | None = None) -> None:
     """Produce one record in a transaction and read it back with read_committed.
 
     Raises confluent-kafka's KafkaException (or BrokerError if the record never shows up);
     ``up`` retries until its deadline. The first call also creates __transaction_state and
-    __consumer_offsets, so the first real test does not pay for that.
+    __consumer_offsets, so the first real test does not pay for that. ``security`` holds the
+    admin principal's settings on the secure broker.
     """
-    _ensure_probe_topic(bootstrap, timeout)
+    security = security or {}
+    _ensure_probe_topic(bootstrap, timeout, security)
     token = uuid.uuid4().hex.encode()
     producer = Producer({"bootstrap.servers": bootstrap, "logger": _client_logger,
-                         "transactional.id": "durable-kafka-broker-probe",
+                         "transactional.id": "durable-kafka-broker-probe", **security,
                          "transaction.timeout.ms": 30000})
     producer.init_transactions(timeout)
     producer.begin_transaction()
@@ -461,7 +473,7 @@ def round_trip(bootstrap: str, timeout: float = 15.0) -> None:
     if not delivered:
         raise BrokerError("probe record was not acknowledged")
     consumer = Consumer({"bootstrap.servers": bootstrap, "logger": _client_logger,
-                         "group.id": "durable-kafka-broker-probe",
+                         "group.id": "durable-kafka-broker-probe", **security,
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
         consumer.assign([TopicPartition(PROBE_TOPIC, 0, delivered[0])])
@@ -487,7 +499,8 @@ def _wait_ready(cfg: BrokerConfig, pid: int, timeout: float) -> None:
                               f"log tail ({cfg.log_file}):\n{_log_tail(cfg)}")
         if _port_open(cfg.port):
             try:
-                round_trip(cfg.bootstrap, timeout=max(1.0, min(15.0, deadline - time.monotonic())))
+                round_trip(cfg.bootstrap, timeout=max(1.0, min(15.0, deadline - time.monotonic())),
+                           security=cfg.client_config())
                 return
             except (KafkaException, BrokerError) as exc:  # not ready yet: retry until deadline
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -523,7 +536,10 @@ def up(cfg: BrokerConfig | None = None, timeout: float = START_TIMEOUT_S,
                               "pick another --controller-port")
         assemble(cfg.cache_dir, progress=say)
         java = find_java()
+        if cfg.secure:
+            broker_security.prepare(cfg.state_dir, cfg.bootstrap)
         cfg.properties_file.write_text(server_properties(cfg))
+        cfg.properties_file.chmod(0o600)  # the secure variant holds the admin's password
         _format_storage(java, cfg)
         say(f"starting Kafka {KAFKA_VERSION} on {cfg.bootstrap} (state in {cfg.state_dir})")
         pid = _spawn(java, cfg)
@@ -585,11 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controller-port", type=int, default=DEFAULT_CONTROLLER_PORT)
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="default: <repo>/.state/kafka")
+    parser.add_argument("--secure", action="store_true",
+                        help="SASL_SSL listener, SCRAM users, ACLs enforced (see docs/SECURITY.md)")
     parser.add_argument("--timeout", type=float, default=START_TIMEOUT_S,
                         help="seconds to wait for the broker to be ready")
     args = parser.parse_args(argv)
     cfg = BrokerConfig(port=args.port, controller_port=args.controller_port,
-                       state_dir=args.state_dir or default_state_dir())
+                       state_dir=args.state_dir or default_state_dir(), secure=args.secure)
 
     def say(line: str) -> None:
         print(f"broker: {line}", flush=True)
