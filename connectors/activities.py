@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +33,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from durable_kafka.errors import CodecError, ConfigurationError, InvalidArgumentError
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import bootstrap_servers, command_producer_config, consumer_config
+from durable_kafka.streams.config import (
+    bootstrap_servers,
+    command_producer_config,
+    consumer_config,
+    resolve_kafka_config,
+)
+from durable_kafka.streams.connection import authorization_error
 from durable_kafka.streams.events import (
     ActivityRequest,
     ActivityResult,
@@ -167,10 +173,12 @@ class ActivityWorker:
         group_id: str | None = None,
         max_in_flight: int | None = None,
         drain_timeout: float = 10.0,
+        kafka_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive int, got {max_workers!r}")
-        self._bootstrap = bootstrap_servers(bootstrap)
+        self._kafka_config = resolve_kafka_config(kafka_config)
+        self._bootstrap = bootstrap_servers(bootstrap, self._kafka_config)
         self._topics = HubTopics(hub)
         self._registry = registry
         self._max_workers = max_workers
@@ -214,6 +222,7 @@ class ActivityWorker:
             consumer_config(
                 self._bootstrap,
                 self._group_id,
+                kafka_config=self._kafka_config,
                 # read_committed: the broker does not wake a waiting fetch when commit markers
                 # land, so a long fetch wait would delay every request by that much.
                 # a short session: after a kill -9 the restarted worker waits this long for the
@@ -222,7 +231,7 @@ class ActivityWorker:
                    "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
             )
         )
-        self._producer = Producer(command_producer_config(self._bootstrap))
+        self._producer = Producer(command_producer_config(self._bootstrap, kafka_config=self._kafka_config))
         self._consumer.subscribe(
             [self._topics.activity_requests],
             on_assign=self._on_assign,
@@ -326,6 +335,10 @@ class ActivityWorker:
     def _receive(self, message: Message) -> None:
         error = message.error()
         if error is not None:
+            denied = authorization_error(error, {"group": self._group_id,
+                                                 "topic": self._topics.activity_requests}, "consume activity requests")
+            if denied is not None:
+                raise denied  # not retried: the loop stops and .failure reports it
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("activity requests: %s", error)
             return

@@ -15,13 +15,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME, bootstrap_servers
+from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
 from durable_kafka.streams.topics import HubTopics
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,16 @@ def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
     return out
 
 
-def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False) -> list[Any]:
-    """Every committed record of ``topic`` (values decoded; tombstones as (key, None))."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"audit-{uuid.uuid4().hex}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
-                         "logger": logging.getLogger(LIBRDKAFKA_LOGGER_NAME)})
+def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False, *,
+               kafka_config: Mapping[str, Any] | None = None) -> list[Any]:
+    """Every committed record of ``topic`` (values decoded; tombstones as (key, None)).
+
+    The (never joined) group id starts with the hub name, like every group of the hub, so the
+    hub's prefixed ACLs cover it.
+    """
+    hub = topic.rsplit(".", 1)[0]
+    consumer = Consumer(consumer_config(bootstrap, f"{hub}.audit-{uuid.uuid4().hex}", kafka_config=kafka_config,
+                                        **{"fetch.wait.max.ms": 10}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         partitions = sorted(meta.partitions)
@@ -121,11 +126,13 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False)
 
 
 def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
-          progress: bool = False) -> AuditReport:
+          progress: bool = False, kafka_config: Mapping[str, Any] | None = None) -> AuditReport:
     """Replay ``<hub>.history`` and check it against ``<hub>.status`` (and the code, if given)."""
-    bootstrap = bootstrap_servers(bootstrap)
+    kafka_config = resolve_kafka_config(kafka_config)
+    bootstrap = bootstrap_servers(bootstrap, kafka_config)
     codec, topics, report = Codec.default(), HubTopics(hub), AuditReport()
-    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress) if v is not None]
+    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress, kafka_config=kafka_config)
+               if v is not None]
     report.records = len(history)
     seen: set[str] = set()
     for rec in history:
@@ -136,7 +143,7 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     report.instances = len(folded)
     report.entities = len({r.instance_id for r in history if r.instance_id.startswith("@")})
     statuses: dict[str, Any] = {}
-    for key, value in read_topic(bootstrap, topics.status, codec, progress):
+    for key, value in read_topic(bootstrap, topics.status, codec, progress, kafka_config=kafka_config):
         statuses[key.decode()] = value  # compaction may not have run: the last one wins
     for iid, f in folded.items():
         indices = [r.index for r in f.records]

@@ -1,8 +1,14 @@
 """Command line: ``python -m durable_kafka <command> ...`` (also installed as ``durable-kafka``).
 
 Commands:
-    topics create   --hub NAME [--partitions N] [--bootstrap ADDR]
-    topics describe --hub NAME [--partitions N] [--bootstrap ADDR]
+    topics create   --hub NAME [--partitions N] [--bootstrap ADDR] [--kafka-config FILE]
+    topics describe --hub NAME [--partitions N] [--bootstrap ADDR] [--kafka-config FILE]
+    worker MODULE:ATTR [--kafka-config FILE]
+    audit --hub NAME [--worker MODULE:ATTR] [--bootstrap ADDR] [--kafka-config FILE]
+    acl grant|revoke|list --hub NAME --principal User:NAME [--bootstrap ADDR] [--kafka-config FILE]
+
+``--kafka-config`` names a Kafka client properties file (``key=value``, Java or librdkafka
+names: docs/SECURITY.md); it takes the place of ``$DURABLE_KAFKA_CONFIG_FILE``.
 
 Each subcommand is one ``cmd_*`` function registered by an ``_add_*`` function, so new commands
 plug in without touching the others. Exit codes: 0 ok, 1 broker/engine error, 2 bad settings
@@ -17,7 +23,8 @@ import sys
 from collections.abc import Sequence
 
 from durable_kafka.errors import ConfigurationError, DurableKafkaError
-from durable_kafka._cli_worker import add_audit_command, add_worker_command
+from durable_kafka._cli_acl import add_acl_command
+from durable_kafka._cli_worker import add_audit_command, add_kafka_config_argument, add_worker_command, kafka_settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -35,13 +42,15 @@ def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="broker list (default $DURABLE_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)",
     )
+    add_kafka_config_argument(parser)
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
     """Create the hub's missing topics and say which were created."""
     from durable_kafka.streams.admin import ensure_topics
 
-    created = ensure_topics(args.hub, partitions=args.partitions, bootstrap=args.bootstrap)
+    bootstrap, config = kafka_settings(args)
+    created = ensure_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config)
     if created:
         print(f"created {len(created)} topics for hub {args.hub!r}:")
         for name in created:
@@ -73,7 +82,8 @@ def cmd_topics_describe(args: argparse.Namespace) -> int:
     """Print the hub's catalog next to what the broker has; exit 3 if anything differs."""
     from durable_kafka.streams.admin import describe_topics
 
-    reports = describe_topics(args.hub, partitions=args.partitions, bootstrap=args.bootstrap)
+    bootstrap, config = kafka_settings(args)
+    reports = describe_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config)
     rows = [["topic", "key", "value schema(s)", "partitions exp/act", "cleanup", "retention", "status"]]
     for report in reports:
         spec = report.topic.spec
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_topics_commands(commands)
     add_worker_command(commands)
     add_audit_command(commands)
+    add_acl_command(commands)
     return parser
 
 

@@ -10,7 +10,30 @@ import signal
 import sys
 import threading
 
+from typing import Any
+
 from durable_kafka.errors import ConfigurationError
+from durable_kafka.streams.config import CONFIG_FILE_ENV, bootstrap_servers, resolve_kafka_config
+from durable_kafka.streams.connection import check_connection
+
+
+def add_kafka_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--kafka-config FILE`` on every subcommand that connects to Kafka."""
+    parser.add_argument("--kafka-config", default=None, metavar="FILE",
+                        help="Kafka client properties file: security.protocol, sasl.*, ssl.* "
+                             "(Java or librdkafka names; default $DURABLE_KAFKA_CONFIG_FILE)")
+
+
+def kafka_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Bootstrap and resolved Kafka settings of a CLI command, checked against the broker.
+
+    The connection check runs first so that a bad password or certificate is one clear line
+    (exit 1) within seconds rather than a timeout deep inside the command.
+    """
+    config = resolve_kafka_config(config_file=args.kafka_config)
+    bootstrap = bootstrap_servers(getattr(args, "bootstrap", None), config)
+    check_connection(bootstrap, config)
+    return bootstrap, config
 
 
 def load_worker(spec: str):
@@ -37,12 +60,16 @@ def add_worker_command(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("worker", help="run a Worker defined in your code (module:attribute)")
     p.add_argument("target", help="module:attribute naming a durable_kafka.Worker (or a function returning one)")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING: quiet)")
+    add_kafka_config_argument(p)
     p.set_defaults(func=cmd_worker)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    if args.kafka_config:  # the Worker is built by user code: it reads the file from the environment
+        resolve_kafka_config(config_file=args.kafka_config)  # a bad file fails here, before user code
+        os.environ[CONFIG_FILE_ENV] = args.kafka_config
     worker = load_worker(args.target)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +91,7 @@ def add_audit_command(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("audit", help="replay a hub's history topic and check it against the status topic")
     p.add_argument("--hub", required=True)
     p.add_argument("--bootstrap", default=None)
+    add_kafka_config_argument(p)
     p.add_argument("--worker", default=None,
                    help="module:attribute of a Worker whose orchestrators replay every history (determinism check)")
     p.set_defaults(func=cmd_audit)
@@ -73,7 +101,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from durable_kafka.connectors.audit import audit
 
     registry = load_worker(args.worker)._orchestrators if args.worker else None
-    report = audit(args.hub, args.bootstrap, orchestrators=registry, progress=True)
+    bootstrap, config = kafka_settings(args)
+    report = audit(args.hub, bootstrap, orchestrators=registry, progress=True, kafka_config=config)
     print(f"hub {args.hub}: {report.records} history records, {report.instances} orchestration instances, "
           f"{report.entities} entities")
     for problem in report.problems:

@@ -47,7 +47,7 @@ def read_history(
         return []
     key = instance_id.encode("utf-8")
     records: dict[str, HistoryRecord] = {}
-    consumer = assigned_consumer(bootstrap, "history")
+    consumer = metadata.consumer("history")
     try:
         # an explicit offset: the logical OFFSET_BEGINNING costs librdkafka ~0.5 s of offset query
         consumer.assign([TopicPartition(topic, partition, low)])

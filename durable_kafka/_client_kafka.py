@@ -11,19 +11,25 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from durable_kafka.errors import BrokerError, ConfigurationError
 from durable_kafka.streams.config import consumer_config
+from durable_kafka.streams.connection import raise_if_unauthorized
 
 #: How long a metadata or watermark request to the broker may take before we give up.
 METADATA_TIMEOUT = 10.0
 
 
-def assigned_consumer(bootstrap: str, purpose: str, **overrides: Any) -> Consumer:
+def assigned_consumer(bootstrap: str, purpose: str, *, kafka_config: Mapping[str, Any] | None = None,
+                      group_prefix: str = "durable-kafka", **overrides: Any) -> Consumer:
     """A consumer meant for ``assign()`` only; the group id is unique and never joined.
+
+    The group id still starts with ``<group_prefix>.`` (the hub name), so a principal granted
+    the hub's prefixed ACLs covers it whatever librdkafka asks the coordinator about it.
 
     A short fetch wait matters with read_committed: the broker does not answer a waiting fetch
     when commit markers make records readable, so the default 500 ms wait would be added to
@@ -31,7 +37,8 @@ def assigned_consumer(bootstrap: str, purpose: str, **overrides: Any) -> Consume
     """
     config = consumer_config(
         bootstrap,
-        f"durable-kafka-{purpose}-{uuid.uuid4().hex}",
+        f"{group_prefix}.client-{purpose}-{uuid.uuid4().hex}",
+        kafka_config=kafka_config,
         **{
             "enable.partition.eof": True,
             "allow.auto.create.topics": False,
@@ -51,6 +58,8 @@ def partition_count(consumer: Consumer, topic: str, timeout: float = METADATA_TI
     except KafkaException as error:
         raise BrokerError(f"reading metadata of topic {topic!r} failed: {error}") from error
     info = metadata.topics.get(topic)
+    if info is not None and info.error is not None:
+        raise_if_unauthorized(info.error, {"topic": topic}, "read topic")
     if info is None or info.error is not None or not info.partitions:
         reason = info.error if info is not None and info.error is not None else "no partitions"
         raise ConfigurationError(
@@ -79,18 +88,24 @@ class Metadata:
     wait for those markers, which is what read-your-writes needs.
     """
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, kafka_config: Mapping[str, Any] | None = None,
+                 hub: str = "durable-kafka") -> None:
         self._bootstrap = bootstrap
+        self._kafka_config = kafka_config
+        self._hub = hub
         self._lock = threading.Lock()
         self._consumer: Consumer | None = None
         self._counts: dict[str, int] = {}
 
     def _get(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = assigned_consumer(
-                self._bootstrap, "meta", **{"isolation.level": "read_uncommitted"}
-            )
+            self._consumer = self.consumer("meta", **{"isolation.level": "read_uncommitted"})
         return self._consumer
+
+    def consumer(self, purpose: str, **overrides: Any) -> Consumer:
+        """A new assigned consumer of this client's hub, with the client's Kafka settings."""
+        return assigned_consumer(self._bootstrap, purpose, kafka_config=self._kafka_config,
+                                 group_prefix=self._hub, **overrides)
 
     def partition_count(self, topic: str) -> int:
         with self._lock:

@@ -59,7 +59,7 @@ class ReplyListener:
                 raise ClientError("the client is closed")
             partition = partition_for(self._key, self._metadata.partition_count(self._topic))
             start = self._metadata.high_watermark(self._topic, partition)
-            consumer = assigned_consumer(self._bootstrap, "replies")
+            consumer = self._metadata.consumer("replies")
             consumer.assign([TopicPartition(self._topic, partition, start)])
             self._thread = threading.Thread(
                 target=self._run, args=(consumer,), name=f"replies:{self._client_id}", daemon=True

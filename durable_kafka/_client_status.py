@@ -60,7 +60,7 @@ class StatusCache:
             if self._stopping.is_set():
                 raise ClientError("the client is closed")
             partitions = self._metadata.partition_count(self._topic)
-            consumer = assigned_consumer(self._bootstrap, "status")
+            consumer = self._metadata.consumer("status")
             # explicit start offsets: librdkafka resolves the logical OFFSET_BEGINNING with an
             # offset query that costs ~0.5 s before the first fetch; the low watermark is the same
             # place, known at once

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -52,7 +52,8 @@ from durable_kafka.errors import (
     TimeoutError,
 )
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import bootstrap_servers, command_producer_config
+from durable_kafka.streams.config import bootstrap_servers, command_producer_config, resolve_kafka_config
+from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
 from durable_kafka.streams.events import (
     ClientReply,
     HistoryEvent,
@@ -164,7 +165,15 @@ def _reply_error(reply: ClientReply) -> ClientError:
 
 
 class Client(EntityClientMixin):
-    """A client of one task hub; use as a context manager or call ``close()``."""
+    """A client of one task hub; use as a context manager or call ``close()``.
+
+    ``kafka_config``: connection and security settings (``security.protocol``, ``sasl.*``,
+    ``ssl.*``...) for every Kafka client it makes, over ``DURABLE_KAFKA_*`` variables and the
+    ``DURABLE_KAFKA_CONFIG_FILE`` properties file (docs/SECURITY.md). Construction checks the
+    connection and that the hub's topics are not hidden by ACLs, raising a typed error
+    (``KafkaAuthenticationError``, ``KafkaTlsError``, ``KafkaConnectionError``,
+    ``KafkaAuthorizationError``) within seconds instead of failing on first use.
+    """
 
     def __init__(
         self,
@@ -172,9 +181,14 @@ class Client(EntityClientMixin):
         hub: str = "default",
         *,
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
+        kafka_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self._bootstrap = _resolve_bootstrap(bootstrap_servers)
+        self._kafka_config = resolve_kafka_config(kafka_config)
+        self._bootstrap = _resolve_bootstrap(bootstrap_servers, self._kafka_config)
         self._topics = HubTopics(hub)
+        # wrong credentials, TLS or protocol, or ACLs hiding this hub: a typed error now, naming it
+        check_connection(self._bootstrap, self._kafka_config,
+                         topics=[self._topics.orchestrator_events, self._topics.status, self._topics.replies])
         self.hub = hub
         self.client_id = f"client-{uuid.uuid4().hex}"
         self._sync_timeout = _check_timeout(sync_timeout)
@@ -182,7 +196,7 @@ class Client(EntityClientMixin):
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self._closed = False
-        self._metadata = Metadata(self._bootstrap)
+        self._metadata = Metadata(self._bootstrap, self._kafka_config, hub)
         self._status = StatusCache(self._bootstrap, self._topics.status, self._codec, self._metadata)
         self._replies = ReplyListener(
             self._bootstrap, self._topics.replies, self.client_id, self._codec, self._metadata
@@ -455,7 +469,7 @@ class Client(EntityClientMixin):
             if self._closed:
                 raise ClientError("the client is closed")
             if self._producer is None:
-                self._producer = Producer(command_producer_config(self._bootstrap))
+                self._producer = Producer(command_producer_config(self._bootstrap, kafka_config=self._kafka_config))
             return self._producer
 
     def _message(
@@ -497,6 +511,7 @@ class Client(EntityClientMixin):
             except BufferError:  # the local queue is full (bulk starts): let deliveries drain
                 producer.poll(0.1)
             except KafkaException as error:
+                raise_if_unauthorized(error, {"topic": self._topics.orchestrator_events}, "write")
                 raise BrokerError(
                     f"could not send to {self._topics.orchestrator_events}: {error}"
                 ) from error
@@ -510,6 +525,7 @@ class Client(EntityClientMixin):
                 f"message to instance {message.instance_id!r}"
             )
         if outcome[0] is not None:
+            raise_if_unauthorized(outcome[0], {"topic": self._topics.orchestrator_events}, "write")
             raise BrokerError(
                 f"message to instance {message.instance_id!r} was not delivered: {outcome[0]}"
             )
@@ -535,10 +551,10 @@ class Client(EntityClientMixin):
         return reply
 
 
-def _resolve_bootstrap(explicit: str | None) -> str:
+def _resolve_bootstrap(explicit: str | None, kafka_config: Mapping[str, Any]) -> str:
     if explicit is not None and not isinstance(explicit, str):
         raise InvalidArgumentError(f"bootstrap_servers must be a str, got {explicit!r}")
-    return bootstrap_servers(explicit)
+    return bootstrap_servers(explicit, kafka_config)
 
 
 def _deleted_count(reply: ClientReply) -> int:

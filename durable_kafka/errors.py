@@ -25,8 +25,12 @@
     │   └── OrchestrationStateError a call the orchestration's current state does not allow
     ├── EntityError                 raised while running an entity operation
     │   └── EntityOperationNotFoundError  the entity has no operation of that name
-    └── BrokerError                 the local broker cannot be assembled/started
-        └── ProcessorStuckError     a transactional call blocked past its deadline
+    └── BrokerError                 the broker cannot be assembled/started/reached or refuses
+        ├── ProcessorStuckError     a transactional call blocked past its deadline
+        ├── KafkaConnectionError    no working connection: unreachable, wrong security.protocol
+        │   ├── KafkaTlsError       TLS handshake failed (untrusted CA, hostname, client cert)
+        │   └── KafkaAuthenticationError  SASL refused (wrong password/user/mechanism)
+        └── KafkaAuthorizationError an ACL denies an operation on a named topic/group/txn id
 
 Callers catch the narrowest class they can act on; the messages name the specific thing
 (the instance id, the sequence number, both partition counts) so the log line alone is enough.
@@ -177,6 +181,32 @@ class EntityOperationNotFoundError(EntityError, AttributeError):
 
 class BrokerError(DurableKafkaError):
     """The local development broker could not be assembled, started or reached."""
+
+
+class KafkaConnectionError(BrokerError):
+    """No working connection to the brokers: unreachable, or a listener that speaks another
+    ``security.protocol``. Retrying will not help until the settings (or the network) change."""
+
+
+class KafkaTlsError(KafkaConnectionError):
+    """The TLS handshake failed: the broker's certificate is not trusted (``ssl.ca.location``),
+    does not match the host name, or the broker refused the client certificate."""
+
+
+class KafkaAuthenticationError(KafkaConnectionError):
+    """The broker refused the SASL credentials: user, password or mechanism."""
+
+
+class KafkaAuthorizationError(BrokerError):
+    """The authenticated principal is not allowed an operation on a named resource.
+
+    ``resource_type`` is ``topic``, ``group``, ``transactional_id`` or ``cluster``; ``resource``
+    its name. Not retried: an ACL has to change first (docs/SECURITY.md lists what a hub needs).
+    """
+
+    def __init__(self, message: str, resource_type: str = "", resource: str = "") -> None:
+        super().__init__(message)
+        self.resource_type, self.resource = resource_type, resource
 
 
 class ProcessorStuckError(BrokerError):

@@ -11,7 +11,10 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable
+
+from confluent_kafka import KafkaException
 
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
@@ -22,7 +25,9 @@ from durable_kafka.processors.orchestrations import OrchestrationHandler
 from durable_kafka.processors.runtime import Processor, ProcessorConfig
 from durable_kafka.processors.store import StoreOptions, StoreSet
 from durable_kafka.streams.admin import ensure_topics
+from durable_kafka.streams.config import resolve_kafka_config
 from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
+from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,12 @@ class Worker:
       orchestrations kept in memory between steps (bounded: a miss replays from history).
       ``stuck_after``: seconds one Kafka transaction may stay open before :meth:`errors` reports
       the worker stuck (the CLI then exits so that a process supervisor restarts it).
+      ``kafka_config``: connection and security settings (``security.protocol``, ``sasl.*``,
+      ``ssl.*``...) for every Kafka client of the worker; they take precedence over
+      ``DURABLE_KAFKA_*`` variables and the ``DURABLE_KAFKA_CONFIG_FILE`` properties file
+      (docs/SECURITY.md). :meth:`start` checks the connection first and raises
+      ``KafkaAuthenticationError``/``KafkaTlsError``/``KafkaConnectionError`` or
+      ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
     """
 
     def __init__(
@@ -59,8 +70,10 @@ class Worker:
         create_topics: bool = True,
         store_options: StoreOptions | None = None,
         stuck_after: float = 60.0,
+        kafka_config: Mapping[str, Any] | None = None,
     ) -> None:
-        self.bootstrap = resolve_bootstrap(bootstrap_servers)
+        self.kafka_config = resolve_kafka_config(kafka_config)
+        self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
         self.hub = validate_hub_name(hub)
         self.state_dir = os.path.abspath(state_dir or default_state_dir())
         if worker_id is None:
@@ -109,16 +122,28 @@ class Worker:
         with self._lock:
             if self._started:
                 return self
+            # wrong credentials/TLS/protocol, or a group the ACLs deny (a consumer denied its
+            # group would only wait): a typed error naming it, before anything is created
+            check_connection(self.bootstrap, self.kafka_config, groups=self._groups())
             if self.create_topics:
-                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap)
+                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap, kafka_config=self.kafka_config)
             self._started = True
             try:
                 self._start_parts()
+            except KafkaException as exc:  # e.g. init_transactions refused for our transactional id
+                self._stop_parts()
+                self._started = False
+                raise_if_unauthorized(exc, {"transactional_id": f"{self.hub}.*.{self.worker_id}"}, "start worker")
+                raise
             except BaseException:
                 self._stop_parts()
                 self._started = False
                 raise
         return self
+
+    def _groups(self) -> list[str]:
+        groups = [f"{self.hub}.orchestrators", f"{self.hub}.activity-workers"]
+        return groups + [f"{self.hub}.entities"] if self._entities else groups
 
     def _start_parts(self) -> None:
         t = self.topics
@@ -129,7 +154,7 @@ class Worker:
         config = ProcessorConfig(
             bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
-            stuck_after=self.stuck_after)
+            stuck_after=self.stuck_after, kafka_config=self.kafka_config)
         self._orch_processor = Processor(
             config, stores,
             lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
@@ -142,7 +167,8 @@ class Worker:
             self._entity_processor = build_entity_processor(self, options)
             self._entity_processor.start()
         self._activity_worker = ActivityWorker(self.bootstrap, self.hub, self._activities,
-                                               max_workers=self.max_activity_workers)
+                                               max_workers=self.max_activity_workers,
+                                               kafka_config=self.kafka_config)
         self._activity_worker.start()
         self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
         log.info("worker %s started on hub %s", self.worker_id, self.hub)

@@ -166,6 +166,7 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
     config = ProcessorConfig(
         bootstrap=worker.bootstrap, group_id=f"{worker.hub}.entities", source_topic=t.entity_operations,
         changelog_topic=t.entities_changelog, transactional_id=f"{worker.hub}.entities.{worker.worker_id}",
+        kafka_config=worker.kafka_config,
         transaction_timeout_ms=60_000,  # a batch runs user code: leave room for slow operations
         stuck_after=max(worker.stuck_after, 90.0))
     entities = dict(worker._entities)

@@ -26,16 +26,19 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 
 from durable_kafka.errors import ProcessorStuckError
+from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
 from .store import MAX_STATE_AGE_S, StoreSet
 
 log = logging.getLogger(__name__)
 
 
-def _base(bootstrap: str) -> dict:
-    # librdkafka's lines go to Python logging (quiet by default), never straight to stderr
+def _base(bootstrap: str, kafka_config: dict | None = None) -> dict:
+    # librdkafka's lines go to Python logging (quiet by default), never straight to stderr;
+    # kafka_config: the worker's resolved connection/security settings (streams.config)
     return {"bootstrap.servers": bootstrap, "logger": logging.getLogger(LIBRDKAFKA_LOGGER_NAME),
-            "log_level": 4, "socket.nagle.disable": True}
+            "log_level": 4, "socket.nagle.disable": True,
+            **{k: v for k, v in (kafka_config or {}).items() if k != "bootstrap.servers"}}
 
 
 @dataclass
@@ -54,6 +57,7 @@ class ProcessorConfig:
     stuck_after: float = 60.0  # a batch still in its transaction after this long is reported stuck
     producer_overrides: dict = field(default_factory=dict)
     consumer_overrides: dict = field(default_factory=dict)
+    kafka_config: dict = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
 
 
 class Transaction:
@@ -138,7 +142,7 @@ class Processor:
         self.producer = self._new_producer()
         self.consumer = Consumer(
             {
-                **_base(config.bootstrap),
+                **_base(config.bootstrap, config.kafka_config),
                 "group.id": config.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -155,7 +159,7 @@ class Processor:
         config = self.config
         return Producer(
             {
-                **_base(config.bootstrap),
+                **_base(config.bootstrap, config.kafka_config),
                 "transactional.id": config.transactional_id,
                 "transaction.timeout.ms": config.transaction_timeout_ms,
                 "enable.idempotence": True,
@@ -225,7 +229,7 @@ class Processor:
             return
         reader = Consumer(
             {
-                **_base(self.config.bootstrap),
+                **_base(self.config.bootstrap, self.config.kafka_config),
                 "group.id": f"{self.config.group_id}.restore",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",  # a start below the log start means: from the start
@@ -299,6 +303,9 @@ class Processor:
                 except KafkaException as exc:
                     if self._stop.is_set():
                         break
+                    # an ACL denial does not heal by retrying: stop with a typed error naming it
+                    raise_if_unauthorized(exc, {"group": self.config.group_id, "topic": self.config.source_topic,
+                                                "transactional_id": self.config.transactional_id}, self.name)
                     self._recover(exc)
         except BaseException as exc:  # noqa: BLE001 - recorded and re-raised to the owner via .error
             self._error = exc
@@ -353,6 +360,8 @@ class Processor:
             err = m.error()
             if err is None:
                 out.append(m)
+            elif authorization_error(err) is not None:
+                raise KafkaException(err)  # an ACL denial: _loop stops with a typed error naming it
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("%s consume error: %s", self.name, err)
         return out

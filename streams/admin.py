@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from durable_kafka.errors import BrokerError, PartitionCountMismatchError
 from durable_kafka.streams.config import admin_config, bootstrap_servers
+from durable_kafka.streams.connection import authorization_error
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, Topic, catalog
 
 __all__ = ["TopicReport", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions"]
@@ -43,11 +46,15 @@ class TopicReport:
         return self.topic.name
 
 
-def _admin(bootstrap: str | None) -> AdminClient:
-    return AdminClient(admin_config(bootstrap_servers(bootstrap)))
+def _admin(bootstrap: str | None, kafka_config: Mapping[str, Any] | None = None) -> AdminClient:
+    return AdminClient(admin_config(bootstrap_servers(bootstrap, kafka_config), kafka_config=kafka_config))
 
 
-def _broker_error(what: str, exc: KafkaException, bootstrap: str | None) -> BrokerError:
+def _broker_error(what: str, exc: KafkaException, bootstrap: str | None, resource: str = "") -> BrokerError:
+    """A ``KafkaAuthorizationError`` naming ``resource`` for an ACL denial, else a ``BrokerError``."""
+    denied = authorization_error(exc, resource, what)
+    if denied is not None:
+        return denied
     return BrokerError(f"{what} failed on {bootstrap_servers(bootstrap)}: {exc.args[0] if exc.args else exc}")
 
 
@@ -81,16 +88,19 @@ def ensure_topics(
     bootstrap: str | None = None,
     timeout: float = 30,
     replication_factor: int = -1,
+    *,
+    kafka_config: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the missing topics of ``hub``; return the names created (empty when all existed).
 
     Raises ``PartitionCountMismatchError`` if any existing hub topic has another partition count
     (checked before anything is created), ``InvalidHubNameError`` for a bad hub name and
-    ``BrokerError`` when the broker cannot be reached or refuses. ``replication_factor=-1``
-    uses the broker's ``default.replication.factor``.
+    ``BrokerError`` when the broker cannot be reached or refuses (``KafkaAuthorizationError``
+    naming the topic when an ACL forbids creating it). ``replication_factor=-1`` uses the
+    broker's ``default.replication.factor``. ``kafka_config``: resolved connection settings.
     """
     topics = catalog(hub, partitions)
-    admin = _admin(bootstrap)
+    admin = _admin(bootstrap, kafka_config)
     deadline = time.monotonic() + timeout
     names = [t.name for t in topics]
     existing = existing_partitions(admin, names, timeout, bootstrap)
@@ -114,7 +124,7 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # someone else created it concurrently; its count is checked below
-            raise _broker_error(f"creating topic {name!r}", exc, bootstrap) from exc
+            raise _broker_error("create topic", exc, bootstrap, name) from exc
     _wait_visible(admin, topics, deadline, bootstrap)
     if created:
         log.info("hub %s: created %d topics with %d partitions", hub, len(created), partitions)
@@ -137,11 +147,12 @@ def _wait_visible(admin: AdminClient, topics: list[Topic], deadline: float, boot
 
 
 def describe_topics(
-    hub: str, partitions: int = DEFAULT_PARTITIONS, bootstrap: str | None = None, timeout: float = 30
+    hub: str, partitions: int = DEFAULT_PARTITIONS, bootstrap: str | None = None, timeout: float = 30,
+    *, kafka_config: Mapping[str, Any] | None = None,
 ) -> list[TopicReport]:
     """Compare the catalog of ``hub`` with the broker, topic by topic (nothing is changed)."""
     topics = catalog(hub, partitions)
-    admin = _admin(bootstrap)
+    admin = _admin(bootstrap, kafka_config)
     actual = existing_partitions(admin, [t.name for t in topics], timeout, bootstrap)
     present = [t for t in topics if t.name in actual]
     configs = _topic_configs(admin, [t.name for t in present], timeout, bootstrap)
@@ -188,18 +199,19 @@ def _topic_configs(
         try:
             entries = future.result()
         except KafkaException as exc:
-            raise _broker_error(f"describing configs of {resource.name!r}", exc, bootstrap) from exc
+            raise _broker_error("describe configs of topic", exc, bootstrap, resource.name) from exc
         result[resource.name] = {key: entry.value for key, entry in entries.items()}
     return result
 
 
-def delete_hub(hub: str, bootstrap: str | None = None, timeout: float = 30) -> list[str]:
+def delete_hub(hub: str, bootstrap: str | None = None, timeout: float = 30, *,
+               kafka_config: Mapping[str, Any] | None = None) -> list[str]:
     """Delete every existing topic of ``hub`` (for tests and teardown); return the names deleted.
 
     Waits until the deleted topics are gone from metadata so a caller can recreate them.
     """
     names = [t.name for t in catalog(hub)]
-    admin = _admin(bootstrap)
+    admin = _admin(bootstrap, kafka_config)
     existing = existing_partitions(admin, names, timeout, bootstrap)
     if not existing:
         return []
@@ -212,7 +224,7 @@ def delete_hub(hub: str, bootstrap: str | None = None, timeout: float = 30) -> l
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 continue
-            raise _broker_error(f"deleting topic {name!r}", exc, bootstrap) from exc
+            raise _broker_error("delete topic", exc, bootstrap, name) from exc
     deadline = time.monotonic() + timeout
     while existing_partitions(admin, deleted, timeout, bootstrap):
         if time.monotonic() >= deadline:
