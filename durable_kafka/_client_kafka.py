@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -89,7 +89,8 @@ class Metadata:
     """
 
     def __init__(self, bootstrap: str, kafka_config: Mapping[str, Any] | None = None,
-                 hub: str = "durable-kafka") -> None:
+                 hub: str = "durable-kafka", preflight: Callable[[], None] | None = None) -> None:
+        self._preflight = preflight or (lambda: None)  # the owner's one-time connection check
         self._bootstrap = bootstrap
         self._kafka_config = kafka_config
         self._hub = hub
@@ -99,11 +100,13 @@ class Metadata:
 
     def _get(self) -> Consumer:
         if self._consumer is None:
+            self._preflight()
             self._consumer = self.consumer("meta", **{"isolation.level": "read_uncommitted"})
         return self._consumer
 
     def consumer(self, purpose: str, **overrides: Any) -> Consumer:
         """A new assigned consumer of this client's hub, with the client's Kafka settings."""
+        self._preflight()
         return assigned_consumer(self._bootstrap, purpose, kafka_config=self._kafka_config,
                                  group_prefix=self._hub, **overrides)
 

@@ -169,10 +169,10 @@ class Client(EntityClientMixin):
 
     ``kafka_config``: connection and security settings (``security.protocol``, ``sasl.*``,
     ``ssl.*``...) for every Kafka client it makes, over ``DURABLE_KAFKA_*`` variables and the
-    ``DURABLE_KAFKA_CONFIG_FILE`` properties file (docs/SECURITY.md). Construction checks the
-    connection and that the hub's topics are not hidden by ACLs, raising a typed error
-    (``KafkaAuthenticationError``, ``KafkaTlsError``, ``KafkaConnectionError``,
-    ``KafkaAuthorizationError``) within seconds instead of failing on first use.
+    ``DURABLE_KAFKA_CONFIG_FILE`` properties file (docs/SECURITY.md). The client checks the
+    connection and that the hub's topics are not hidden by ACLs before its first Kafka call,
+    raising a typed error (``KafkaAuthenticationError``, ``KafkaTlsError``,
+    ``KafkaConnectionError``, ``KafkaAuthorizationError``) within seconds.
     """
 
     def __init__(
@@ -186,9 +186,7 @@ class Client(EntityClientMixin):
         self._kafka_config = resolve_kafka_config(kafka_config)
         self._bootstrap = _resolve_bootstrap(bootstrap_servers, self._kafka_config)
         self._topics = HubTopics(hub)
-        # wrong credentials, TLS or protocol, or ACLs hiding this hub: a typed error now, naming it
-        check_connection(self._bootstrap, self._kafka_config,
-                         topics=[self._topics.orchestrator_events, self._topics.status, self._topics.replies])
+        self._connected = False
         self.hub = hub
         self.client_id = f"client-{uuid.uuid4().hex}"
         self._sync_timeout = _check_timeout(sync_timeout)
@@ -196,7 +194,7 @@ class Client(EntityClientMixin):
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self._closed = False
-        self._metadata = Metadata(self._bootstrap, self._kafka_config, hub)
+        self._metadata = Metadata(self._bootstrap, self._kafka_config, hub, preflight=self._ensure_connected)
         self._status = StatusCache(self._bootstrap, self._topics.status, self._codec, self._metadata)
         self._replies = ReplyListener(
             self._bootstrap, self._topics.replies, self.client_id, self._codec, self._metadata
@@ -464,7 +462,17 @@ class Client(EntityClientMixin):
         if self._closed:
             raise ClientError("the client is closed")
 
+    def _ensure_connected(self) -> None:
+        """Before the first Kafka call: wrong credentials, TLS or protocol, or ACLs hiding this
+        hub become a typed error naming it within seconds (constructing a client stays offline)."""
+        if self._connected:
+            return
+        check_connection(self._bootstrap, self._kafka_config,
+                         topics=[self._topics.orchestrator_events, self._topics.status, self._topics.replies])
+        self._connected = True
+
     def _get_producer(self) -> Producer:
+        self._ensure_connected()
         with self._lock:
             if self._closed:
                 raise ClientError("the client is closed")
