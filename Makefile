@@ -23,10 +23,12 @@ SECURE_KAFKA_PORT ?= 9192
 SECURE_KAFKA_CONTROLLER_PORT ?= 9193
 BROKER := $(VENV_PY) -m durable_kafka.connectors.broker
 ifeq ($(SECURE),1)
+BROKER_STATE := $(STATE_DIR)/kafka-secure
 BROKER_ARGS := --secure --port $(SECURE_KAFKA_PORT) --controller-port $(SECURE_KAFKA_CONTROLLER_PORT) \
-	--state-dir $(STATE_DIR)/kafka-secure
+	--state-dir $(BROKER_STATE)
 else
-BROKER_ARGS := --port $(KAFKA_PORT) --controller-port $(KAFKA_CONTROLLER_PORT) --state-dir $(STATE_DIR)/kafka
+BROKER_STATE := $(STATE_DIR)/kafka
+BROKER_ARGS := --port $(KAFKA_PORT) --controller-port $(KAFKA_CONTROLLER_PORT) --state-dir $(BROKER_STATE)
 endif
 PYTEST_ARGS ?=
 
@@ -54,6 +56,7 @@ broker-status: venv
 	$(BROKER) status $(BROKER_ARGS)
 
 # pytest's exit status is kept in .state/pytest.rc for .ci/run; 5 (no tests collected) fails.
+# tests/integration/test_security.py starts the SECURE=1 broker itself when it is not running.
 test: venv broker-up
 	@mkdir -p $(STATE_DIR)
 	@$(VENV_PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > $(STATE_DIR)/pytest.rc; \
@@ -64,7 +67,7 @@ test-unit: venv
 	$(VENV_PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
 
 clean-state: broker-down
-	rm -rf $(STATE_DIR)/kafka
+	rm -rf $(BROKER_STATE)
 
 # ---- demo and benchmark targets go below this line ------------------------------------------
 
