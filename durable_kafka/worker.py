@@ -131,9 +131,11 @@ class Worker:
             try:
                 self._start_parts()
             except KafkaException as exc:  # e.g. init_transactions refused for our transactional id
+                part = "entities" if self._entity_processor is not None else "orchestrations"
                 self._stop_parts()
                 self._started = False
-                raise_if_unauthorized(exc, {"transactional_id": f"{self.hub}.*.{self.worker_id}"}, "start worker")
+                raise_if_unauthorized(exc, {"transactional_id": f"{self.hub}.{part}.{self.worker_id}",
+                                            "group": f"{self.hub}.{part}"}, f"start the {part} processor")
                 raise
             except BaseException:
                 self._stop_parts()

@@ -159,6 +159,7 @@ def test_missing_transactional_id_acl_is_refused_by_name(
         with pytest.raises(KafkaAuthorizationError) as refused:
             worker.start()
         assert refused.value.resource_type == "transactional_id"
+        assert refused.value.resource == f"{hub}.orchestrations.{worker.worker_id}"
         assert not worker.is_running
     finally:
         worker.stop()
