@@ -305,7 +305,7 @@ class Processor:
                         break
                     # an ACL denial does not heal by retrying: stop with a typed error naming it
                     raise_if_unauthorized(exc, {"group": self.config.group_id, "topic": self.config.source_topic,
-                                                "transactional_id": self.config.transactional_id}, self.name)
+                                                "transactional_id": self.config.transactional_id}, f"run the {self.name} processor")
                     self._recover(exc)
         except BaseException as exc:  # noqa: BLE001 - recorded and re-raised to the owner via .error
             self._error = exc

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from durable_kafka import Client, Worker
 from durable_kafka.connectors import acl, broker, broker_security
@@ -165,6 +172,27 @@ def test_missing_transactional_id_acl_is_refused_by_name(
         worker.stop()
         acl.revoke_hub(hub, f"User:{SERVICE}", bootstrap=secure.bootstrap, kafka_config=admin_config)
         delete_hub(hub, bootstrap=secure.bootstrap, kafka_config=admin_config)
+
+
+def test_running_worker_stops_with_a_typed_error_when_its_group_acl_is_revoked(
+        secure: broker.BrokerConfig, svc_config: dict[str, Any], admin_config: dict[str, Any],
+        granted_hub: str) -> None:
+    worker = _worker(secure.bootstrap, granted_hub, svc_config)
+    worker.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": secure.bootstrap, **admin_config})
+        groups = AclBindingFilter(ResourceType.GROUP, f"{granted_hub}.", ResourcePatternType.PREFIXED,
+                                  None, None, AclOperation.ANY, AclPermissionType.ANY)
+        assert admin.delete_acls([groups])[groups].result(), "no group ACL was revoked"
+        deadline = time.monotonic() + 60  # the next heartbeat/rejoin meets the denial
+        while not worker.errors() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        errors = worker.errors()
+        assert errors, "the worker kept running without its group ACL"
+        assert all(isinstance(e, KafkaAuthorizationError) and e.resource_type == "group" for e in errors), errors
+        assert {e.resource for e in errors} <= {f"{granted_hub}.orchestrators", f"{granted_hub}.activity-workers"}
+    finally:
+        worker.stop()
 
 
 # --------------------------------------------------------------------------- bad settings, fast
