@@ -29,8 +29,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from durable_kafka import Client, Worker
+from durable_kafka import Client, EntityInstanceId, Worker
 from durable_kafka.connectors import acl, broker, broker_security
+from durable_kafka.connectors.audit import audit
 from durable_kafka.errors import (
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -85,11 +86,19 @@ def greet(ctx: Any, name: str) -> Any:
     return greeting
 
 
-def _worker(bootstrap: str, hub: str, config: dict[str, Any]) -> Worker:
+def counter(ctx: Any, amount: Any) -> Any:
+    if ctx.operation == "add":
+        ctx.set_state((ctx.get_state(int) or 0) + amount)
+    return ctx.get_state(int)
+
+
+def _worker(bootstrap: str, hub: str, config: dict[str, Any], entities: bool = False) -> Worker:
     worker = Worker(bootstrap, hub, state_dir=tempfile.mkdtemp(prefix="dk-secure-"), partitions=2,
                     kafka_config=config)
     worker.add_orchestrator(greet)
     worker.add_activity(hello)
+    if entities:
+        worker.add_entity(counter)
     return worker
 
 
@@ -113,7 +122,7 @@ def _timed(action: Callable[[], Any]) -> float:
 
 def test_worker_and_client_of_their_own_hub_work_end_to_end(
         secure: broker.BrokerConfig, svc_config: dict[str, Any], granted_hub: str) -> None:
-    with _worker(secure.bootstrap, granted_hub, svc_config), \
+    with _worker(secure.bootstrap, granted_hub, svc_config, entities=True), \
             Client(secure.bootstrap, granted_hub, kafka_config=svc_config) as client:
         iid = client.schedule_new_orchestration(greet, input="Tokyo")
         state = client.wait_for_orchestration_completion(iid, timeout=60)
@@ -121,6 +130,14 @@ def test_worker_and_client_of_their_own_hub_work_end_to_end(
         assert state.get_output() == "Hello Tokyo!"
         history = client.get_orchestration_history(iid)  # the history reader's group is hub-prefixed too
         assert any(type(e).__name__ == "TaskCompleted" for e in history)
+        entity = EntityInstanceId("counter", "k")
+        client.signal_entity(entity, "add", 2, wait_for_delivery=True)  # the entity processor, too
+        deadline = time.monotonic() + 60
+        while (meta := client.get_entity(entity)) is None or meta.get_state(int) != 2:
+            assert time.monotonic() < deadline, f"entity state never reached 2: {meta!r}"
+            time.sleep(0.1)
+    report = audit(granted_hub, secure.bootstrap, kafka_config=svc_config)  # the audit readers as svc-a
+    assert report.ok and report.instances >= 1, report.problems
 
 
 def test_another_hub_is_refused_by_name_and_nothing_is_created(
