@@ -37,10 +37,10 @@ from durable_kafka.streams.config import bootstrap_servers, command_producer_con
 from durable_kafka.streams.events import (
     ActivityRequest,
     ActivityResult,
-    DeadLetter,
     FailureDetails,
     OrchestratorMessage,
 )
+from durable_kafka.streams.deadletter import dead_letter_for
 from durable_kafka.streams.topics import HubTopics
 from durable_kafka.task import ActivityContext, get_name
 
@@ -442,22 +442,12 @@ class ActivityWorker:
 
     def _dead_letter(self, message: Message, epoch: int, error: CodecError) -> None:
         key = message.key()
-        letter = DeadLetter(
-            id=f"{message.topic()}/{message.partition()}/{message.offset()}",
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            original=message.value() or b"",
-            reason=str(error),
-            error_type=type(error).__name__,
-            failed_at=_utcnow(),
-            key=key,
-            instance_id=key.decode("utf-8", "replace") if key is not None else None,
-        )
+        letter = dead_letter_for(message, str(error), type(error).__name__,
+                                 key.decode("utf-8", "replace") if key is not None else None)
         log.warning("dead-lettering %s: %s", letter.id, error)
         self._done.put(_Outgoing(
             message.partition(), message.offset(), epoch, self._topics.deadletter,
-            key, self._codec.encode(letter), f"dead letter {letter.id}",
+            letter.key, self._codec.encode(letter), f"dead letter {letter.id}",
             lambda reason: self._codec.encode(dataclasses.replace(
                 letter, original=b"", reason=f"{letter.reason} (original dropped: {reason})")),
         ))
