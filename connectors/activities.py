@@ -167,6 +167,7 @@ class ActivityWorker:
         group_id: str | None = None,
         max_in_flight: int | None = None,
         drain_timeout: float = 10.0,
+        group_instance_id: str | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive int, got {max_workers!r}")
@@ -176,6 +177,9 @@ class ActivityWorker:
         self._max_workers = max_workers
         self._max_in_flight = max_in_flight or 2 * max_workers
         self._group_id = group_id or f"{hub}.activity-workers"
+        #: static membership: a restarted worker with the same id gets its partitions back at
+        #: once (no rebalance); one that is gone is replaced after the session timeout
+        self._group_instance_id = group_instance_id
         self._drain_timeout = drain_timeout
         self._codec = Codec.default()
         self._done: queue.SimpleQueue[_Outgoing] = queue.SimpleQueue()
@@ -219,7 +223,8 @@ class ActivityWorker:
                 # a short session: after a kill -9 the restarted worker waits this long for the
                 # dead member to be dropped (6 s is the broker's minimum by default)
                 **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000,
-                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                   **({"group.instance.id": self._group_instance_id} if self._group_instance_id else {})},
             )
         )
         self._producer = Producer(command_producer_config(self._bootstrap))

@@ -204,7 +204,7 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
         bootstrap=worker.bootstrap, group_id=f"{worker.hub}.entities", source_topic=t.entity_operations,
         changelog_topic=t.entities_changelog, transactional_id=f"{worker.hub}.entities.{worker.worker_id}",
         transaction_timeout_ms=60_000,  # a batch runs user code: leave room for slow operations
-        stuck_after=max(worker.stuck_after, 90.0))
+        stuck_after=max(worker.stuck_after, 90.0), static_membership=worker.static_membership)
     entities = dict(worker._entities)
     return Processor(config, stores,
                      lambda proc: EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,
