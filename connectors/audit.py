@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME, bootstrap_servers
@@ -88,8 +89,13 @@ def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
     return out
 
 
-def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False) -> list[Any]:
-    """Every committed record of ``topic`` (values decoded; tombstones as (key, None))."""
+def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
+               on_undecodable: Callable[[Any, CodecError], None] | None = None) -> list[Any]:
+    """Every committed record of ``topic`` (values decoded; tombstones as (key, None)).
+
+    A value that does not decode raises, unless ``on_undecodable(message, error)`` is given:
+    then it is reported there and skipped, so one foreign record does not stop an audit.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"audit-{uuid.uuid4().hex}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
@@ -106,7 +112,12 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False)
             m = consumer.poll(0.2)
             if m is not None:
                 if m.error() is None:
-                    out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                    try:
+                        out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                    except CodecError as exc:
+                        if on_undecodable is None:
+                            raise
+                        on_undecodable(m, exc)
                 elif m.error().code() != KafkaError._PARTITION_EOF:
                     raise RuntimeError(str(m.error()))
             for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
@@ -125,7 +136,12 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     """Replay ``<hub>.history`` and check it against ``<hub>.status`` (and the code, if given)."""
     bootstrap = bootstrap_servers(bootstrap)
     codec, topics, report = Codec.default(), HubTopics(hub), AuditReport()
-    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress) if v is not None]
+    def undecodable(message: Any, exc: CodecError) -> None:
+        report.problems.append(f"undecodable record at {message.topic()}[{message.partition()}]@{message.offset()}: "
+                               f"{exc}")
+
+    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress, undecodable)
+               if v is not None and isinstance(v, ev.HistoryRecord)]
     report.records = len(history)
     seen: set[str] = set()
     for rec in history:
@@ -136,8 +152,11 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     report.instances = len(folded)
     report.entities = len({r.instance_id for r in history if r.instance_id.startswith("@")})
     statuses: dict[str, Any] = {}
-    for key, value in read_topic(bootstrap, topics.status, codec, progress):
-        statuses[key.decode()] = value  # compaction may not have run: the last one wins
+    for key, value in read_topic(bootstrap, topics.status, codec, progress, undecodable):
+        if key is None:
+            report.problems.append(f"a record without a key on {topics.status}")
+            continue
+        statuses[key.decode("utf-8", "replace")] = value  # compaction may not have run: the last one wins
     for iid, f in folded.items():
         indices = [r.index for r in f.records]
         if indices != list(range(len(indices))):
