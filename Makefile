@@ -73,7 +73,7 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator bench bench-limit bench-entities bench-latency
+.PHONY: demo aggregator bench bench-limit bench-entities bench-latency bench-recovery
 
 # The main job: broker up, a real worker in this process, the seed's orchestration end to end.
 demo: venv broker-up
@@ -95,3 +95,7 @@ bench-entities: venv broker-up
 
 bench-latency: venv broker-up
 	$(VENV_PY) bench/latency_breakdown.py
+
+# Pause after kill -9 + restart, with and without static group membership (same run, same broker).
+bench-recovery: venv broker-up
+	$(VENV_PY) bench/recovery_pause.py

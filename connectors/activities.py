@@ -43,10 +43,10 @@ from durable_kafka.streams.connection import authorization_error
 from durable_kafka.streams.events import (
     ActivityRequest,
     ActivityResult,
-    DeadLetter,
     FailureDetails,
     OrchestratorMessage,
 )
+from durable_kafka.streams.deadletter import dead_letter_for
 from durable_kafka.streams.topics import HubTopics
 from durable_kafka.task import ActivityContext, get_name
 
@@ -174,6 +174,7 @@ class ActivityWorker:
         max_in_flight: int | None = None,
         drain_timeout: float = 10.0,
         kafka_config: Mapping[str, Any] | None = None,
+        group_instance_id: str | None = None,
     ) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive int, got {max_workers!r}")
@@ -184,6 +185,9 @@ class ActivityWorker:
         self._max_workers = max_workers
         self._max_in_flight = max_in_flight or 2 * max_workers
         self._group_id = group_id or f"{hub}.activity-workers"
+        #: static membership: a restarted worker with the same id gets its partitions back at
+        #: once (no rebalance); one that is gone is replaced after the session timeout
+        self._group_instance_id = group_instance_id
         self._drain_timeout = drain_timeout
         self._codec = Codec.default()
         self._done: queue.SimpleQueue[_Outgoing] = queue.SimpleQueue()
@@ -228,7 +232,8 @@ class ActivityWorker:
                 # a short session: after a kill -9 the restarted worker waits this long for the
                 # dead member to be dropped (6 s is the broker's minimum by default)
                 **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000,
-                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                   **({"group.instance.id": self._group_instance_id} if self._group_instance_id else {})},
             )
         )
         self._producer = Producer(command_producer_config(self._bootstrap, kafka_config=self._kafka_config))
@@ -455,22 +460,12 @@ class ActivityWorker:
 
     def _dead_letter(self, message: Message, epoch: int, error: CodecError) -> None:
         key = message.key()
-        letter = DeadLetter(
-            id=f"{message.topic()}/{message.partition()}/{message.offset()}",
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            original=message.value() or b"",
-            reason=str(error),
-            error_type=type(error).__name__,
-            failed_at=_utcnow(),
-            key=key,
-            instance_id=key.decode("utf-8", "replace") if key is not None else None,
-        )
+        letter = dead_letter_for(message, str(error), type(error).__name__,
+                                 key.decode("utf-8", "replace") if key is not None else None)
         log.warning("dead-lettering %s: %s", letter.id, error)
         self._done.put(_Outgoing(
             message.partition(), message.offset(), epoch, self._topics.deadletter,
-            key, self._codec.encode(letter), f"dead letter {letter.id}",
+            letter.key, self._codec.encode(letter), f"dead letter {letter.id}",
             lambda reason: self._codec.encode(dataclasses.replace(
                 letter, original=b"", reason=f"{letter.reason} (original dropped: {reason})")),
         ))

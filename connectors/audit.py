@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
@@ -89,10 +90,13 @@ def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
     return out
 
 
-def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False, *,
+def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
+               on_undecodable: Callable[[Any, CodecError], None] | None = None, *,
                kafka_config: Mapping[str, Any] | None = None) -> list[Any]:
     """Every committed record of ``topic`` (values decoded; tombstones as (key, None)).
 
+    A value that does not decode raises, unless ``on_undecodable(message, error)`` is given:
+    then it is reported there and skipped, so one foreign record does not stop an audit.
     The (never joined) group id starts with the hub name, like every group of the hub, so the
     hub's prefixed ACLs cover it.
     """
@@ -111,7 +115,12 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
             m = consumer.poll(0.2)
             if m is not None:
                 if m.error() is None:
-                    out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                    try:
+                        out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                    except CodecError as exc:
+                        if on_undecodable is None:
+                            raise
+                        on_undecodable(m, exc)
                 elif m.error().code() != KafkaError._PARTITION_EOF:
                     raise RuntimeError(str(m.error()))
             for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
@@ -131,8 +140,13 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     kafka_config = resolve_kafka_config(kafka_config)
     bootstrap = bootstrap_servers(bootstrap, kafka_config)
     codec, topics, report = Codec.default(), HubTopics(hub), AuditReport()
-    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress, kafka_config=kafka_config)
-               if v is not None]
+    def undecodable(message: Any, exc: CodecError) -> None:
+        report.problems.append(f"undecodable record at {message.topic()}[{message.partition()}]@{message.offset()}: "
+                               f"{exc}")
+
+    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress, undecodable,
+                                        kafka_config=kafka_config)
+               if v is not None and isinstance(v, ev.HistoryRecord)]
     report.records = len(history)
     seen: set[str] = set()
     for rec in history:
@@ -143,8 +157,12 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     report.instances = len(folded)
     report.entities = len({r.instance_id for r in history if r.instance_id.startswith("@")})
     statuses: dict[str, Any] = {}
-    for key, value in read_topic(bootstrap, topics.status, codec, progress, kafka_config=kafka_config):
-        statuses[key.decode()] = value  # compaction may not have run: the last one wins
+    for key, value in read_topic(bootstrap, topics.status, codec, progress, undecodable,
+                                     kafka_config=kafka_config):
+        if key is None:
+            report.problems.append(f"a record without a key on {topics.status}")
+            continue
+        statuses[key.decode("utf-8", "replace")] = value  # compaction may not have run: the last one wins
     for iid, f in folded.items():
         indices = [r.index for r in f.records]
         if indices != list(range(len(indices))):

@@ -30,6 +30,7 @@ from confluent_kafka import KafkaException
 from durable_kafka.entities import CLEAN_OPERATION, EntityInstanceId, convert_state, entity_id_of
 from durable_kafka.errors import BrokerError, InvalidArgumentError
 from durable_kafka.streams.events import EntityMessage, EntityState, SignalEntity, UnlockEntity
+from durable_kafka.streams.limits import check_payload_size, check_record_size
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ class EntityClientMixin:
                 payload = json.dumps(input)
             except (TypeError, ValueError) as error:
                 raise InvalidArgumentError(f"input is not JSON-serializable: {error}") from None
+            check_payload_size(f"the input of operation {operation_name!r} (as JSON)", payload)
         self._send_entity_message(str(target), SignalEntity(operation=operation_name, input=payload,
                                                             scheduled_time=signal_time), wait_for_delivery)
 
@@ -188,9 +190,11 @@ class EntityClientMixin:
         topic = self._topics.entity_operations
         outcome: list[Any] = []
         value = self._codec.encode(message)
+        key = entity_id.encode("utf-8")
+        check_record_size(topic, key, value, f"the {type(body).__name__} message to entity {entity_id!r}")
         while True:
             try:
-                producer.produce(topic, key=entity_id.encode("utf-8"), value=value,
+                producer.produce(topic, key=key, value=value,
                                  on_delivery=(lambda error, _msg: outcome.append(error)) if wait else None)
                 break
             except BufferError:  # the local queue is full: let deliveries drain, then retry

@@ -67,6 +67,7 @@ from durable_kafka.streams.events import (
     TerminateOrchestration,
 )
 from durable_kafka.streams.ids import validate_instance_id
+from durable_kafka.streams.limits import check_payload_size, check_record_size
 from durable_kafka.streams.topics import HubTopics
 
 __all__ = [
@@ -103,9 +104,11 @@ def _to_json(value: Any, what: str) -> str | None:
     if value is None:
         return None
     try:
-        return json.dumps(value)
+        text = json.dumps(value)
     except (TypeError, ValueError) as error:
         raise InvalidArgumentError(f"{what} is not JSON-serializable: {error}") from None
+    check_payload_size(f"the {what} (as JSON)", text)
+    return text
 
 
 def _check_str(value: Any, what: str, *, optional: bool = False) -> None:
@@ -507,11 +510,14 @@ class Client(EntityClientMixin):
                 log.error("request to instance %s was not delivered: %s", message.instance_id, error)
 
         value = self._codec.encode(message)
+        key = message.instance_id.encode("utf-8")
+        check_record_size(self._topics.orchestrator_events, key, value,
+                          f"the {type(message.body).__name__} command to instance {message.instance_id!r}")
         while True:
             try:
                 producer.produce(
                     self._topics.orchestrator_events,
-                    key=message.instance_id.encode("utf-8"),
+                    key=key,
                     value=value,
                     on_delivery=delivered,
                 )

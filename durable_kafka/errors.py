@@ -16,6 +16,7 @@
     │   ├── InvalidArgumentError
     │   ├── InvalidEntityIdError    not an entity id of the form '@name@key'
     │   ├── OrchestrationFailedError  raise_if_failed() on a failed instance's state
+    │   ├── PayloadTooLargeError    an input/event/state whose record cannot fit in Kafka
     │   └── TimeoutError            waiting on an instance took longer than allowed
     ├── OrchestrationError          raised inside orchestrator code
     │   ├── TaskFailedError         an awaited activity/sub-orchestration/entity call failed
@@ -128,6 +129,23 @@ class OrchestrationFailedError(ClientError):
     def __init__(self, message: str, failure_details: Any) -> None:
         super().__init__(message)
         self.failure_details = failure_details
+
+
+class PayloadTooLargeError(ClientError, ValueError):
+    """A payload whose Kafka record would exceed the engine's record size limit.
+
+    Raised by clients before anything is sent (so a caller learns at once, not from a timeout),
+    and by the engine when a record it must write (a status snapshot, a history event, an entity
+    state) cannot fit: the instance or operation then ends FAILED with this error's message
+    instead of stalling its partition. ``size`` and ``limit`` are in bytes.
+    """
+
+    def __init__(self, what: str, size: int, limit: int, *, topic: str | None = None) -> None:
+        self.what, self.size, self.limit, self.topic = what, size, limit, topic
+        where = f" for topic {topic!r}" if topic else ""
+        super().__init__(
+            f"{what} is {size:,} bytes as a Kafka record{where}, over the limit of {limit:,} bytes "
+            "(Kafka's message.max.bytes); pass large data by reference (a URL or a storage key)")
 
 
 class TimeoutError(ClientError, TimeoutError):  # noqa: A001 - deliberate: also a builtin TimeoutError

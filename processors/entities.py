@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-import uuid
 from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,10 @@ from confluent_kafka import Message
 from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
+from durable_kafka.streams.config import partition_for
+from durable_kafka.streams.deadletter import dead_letter_for, misrouted_reason
 from durable_kafka.streams.events import EntityMessage, EntityState
+from durable_kafka.streams.limits import check_record_size
 from durable_kafka.streams.topics import HubTopics
 
 from . import store as keys
@@ -54,6 +56,7 @@ class EntityHandler:
         self.cache: OrderedDict[str, tuple[int, EntityState | None]] = OrderedDict()
         self.cache_size = cache_size
         self.stats = {"operations": 0, "batches": 0, "entities": 0, "deadletters": 0, "scheduled_fired": 0}
+        self._dirty: set[str] = set()  # entities touched by the open transaction
 
     # ------------------------------------------------------------------ Handler protocol
     def process(self, txn: Transaction, records: list[Message]) -> None:
@@ -65,7 +68,12 @@ class EntityHandler:
                 msg = decode(rec.value(), expected=EntityMessage)
             except CodecError as exc:
                 key = rec.key().decode("utf-8", "replace") if rec.key() is not None else None
-                self._dead_letter(txn, rec, f"cannot decode: {exc}", type(exc).__name__, key)
+                self.dead_letter(txn, rec, f"cannot decode: {exc}", type(exc).__name__, key)
+                continue
+            partitions = self.proc.source_partition_count()
+            if partition_for(msg.entity_id.encode("utf-8"), partitions) != rec.partition():
+                self.dead_letter(txn, rec, misrouted_reason(rec, msg.entity_id, partitions),
+                                 "MisroutedRecordError", msg.entity_id)
                 continue
             groups.setdefault((rec.partition(), msg.entity_id), []).append((rec, msg))
         self.stats["batches"] += 1
@@ -104,12 +112,19 @@ class EntityHandler:
             del self.cache[eid]
 
     def on_aborted(self) -> None:
-        self.cache.clear()  # cached states may hold changes of the aborted batch
+        # cached states of entities this transaction touched may hold its uncommitted changes
+        for eid in self._dirty:
+            self.cache.pop(eid, None)
+        self._dirty.clear()
+
+    def on_committed(self) -> None:
+        self._dirty.clear()
 
     # ------------------------------------------------------------------ one entity
     def _run_entity(self, txn: Transaction, partition: int, eid: str, now: datetime, *,
                     msgs: list[EntityMessage] = (), raws: list[Message] = (),
                     fired: list[EntityMessage] = ()) -> None:
+        self._dirty.add(eid)
         try:
             state = self._load(txn, partition, eid)
             step = EntityStep(state=state, entity_id=eid, now=now, topics=self.topics, lookup=self.entities.get)
@@ -118,17 +133,18 @@ class EntityHandler:
             for m in msgs:
                 step.apply(m)
             outcome = step.finish()
+            writes = self._encode(outcome)
         except Exception as exc:  # noqa: BLE001 - poison input must not stop the partition
             self.cache.pop(eid, None)
             reason = f"{type(exc).__name__}: {exc}"
             log.error("entity %s: cannot apply input (%s); dead-lettering it", eid, reason)
             log.debug("%s", traceback.format_exc())
             for raw in raws:
-                self._dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, eid)
+                self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, eid)
             return
         self.stats["operations"] += step.operations
         self.stats["entities"] += 1
-        self._commit(txn, partition, outcome)
+        self._write(txn, partition, writes)
         self.cache[eid] = (partition, step.s)
         self.cache.move_to_end(eid)
         while len(self.cache) > self.cache_size:
@@ -142,20 +158,41 @@ class EntityHandler:
         raw = txn.get(partition, keys.entity_key(eid))
         return self.codec.decode(raw, expected=EntityState) if raw is not None else None
 
-    def _commit(self, txn: Transaction, partition: int, outcome: Outcome) -> None:
-        encode = self.codec.encode
-        for k, value in outcome.puts.items():
-            txn.put(partition, k, encode(value) if value is not None else None)
-        for p in outcome.produce:
-            txn.produce(p.topic, p.key.encode(), encode(p.value) if p.value is not None else None)
+    def _encode(self, outcome: Outcome) -> _Writes:
+        """Encode and size every record of ``outcome`` before any of it reaches the transaction.
 
-    def _dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str, eid: str | None) -> None:
+        Operations already refuse results and states that cannot fit; what is left (say, a
+        queue of large messages held while locked) fails here, whole, and the step's input goes
+        to the dead-letter topic instead of aborting the batch again and again.
+        """
+        encode = self.codec.encode
+        puts = [(k, encode(v) if v is not None else None) for k, v in outcome.puts.items()]
+        produce = [(p.topic, p.key.encode(), encode(p.value) if p.value is not None else None)
+                   for p in outcome.produce]
+        changelog = self.proc.config.changelog_topic
+        for k, data in puts:
+            check_record_size(changelog, k, data, f"the state record {k[:80]!r}")
+        for (topic, key, data), p in zip(produce, outcome.produce):
+            check_record_size(topic, key, data, f"the {type(p.value).__name__} record of {p.key!r}")
+        return puts, produce
+
+    @staticmethod
+    def _write(txn: Transaction, partition: int, writes: _Writes) -> None:
+        puts, produce = writes
+        for k, data in puts:
+            txn.put(partition, k, data)
+        for topic, key, data in produce:
+            txn.produce(topic, key, data)
+
+    def dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str,
+                    eid: str | None = None) -> None:
+        """Put ``rec`` on the dead-letter topic with ``reason`` (a truncated copy that always fits)."""
         self.stats["deadletters"] += 1
-        letter = ev.DeadLetter(
-            id=str(uuid.uuid4()), topic=rec.topic(), partition=rec.partition(), offset=rec.offset(),
-            original=rec.value() or b"", reason=reason, error_type=error_type,
-            failed_at=datetime.now(timezone.utc), key=rec.key(), instance_id=eid)
-        txn.produce(self.deadletter_topic, rec.key(), self.codec.encode(letter))
+        letter = dead_letter_for(rec, reason, error_type, eid)
+        txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
+
+
+_Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None]]]
 
 
 def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -> Processor:
@@ -168,7 +205,7 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
         changelog_topic=t.entities_changelog, transactional_id=f"{worker.hub}.entities.{worker.worker_id}",
         kafka_config=worker.kafka_config,
         transaction_timeout_ms=60_000,  # a batch runs user code: leave room for slow operations
-        stuck_after=max(worker.stuck_after, 90.0))
+        stuck_after=max(worker.stuck_after, 90.0), static_membership=worker.static_membership)
     entities = dict(worker._entities)
     return Processor(config, stores,
                      lambda proc: EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,

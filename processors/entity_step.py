@@ -34,6 +34,8 @@ from durable_kafka.errors import EntityOperationNotFoundError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import EntityMessage, EntityState, FailureDetails, HistoryEvent
 
+from durable_kafka.streams.limits import check_payload_size
+
 from . import store as keys
 from .context import failure_details_of
 from .instance import Outcome, Produce, history_record, to_ms
@@ -255,6 +257,10 @@ class EntityStep:
                 raise EntityOperationNotFoundError(f"no entity named {self.id.name!r} is registered on this worker")
             value = run_operation(fn, ctx, json.loads(input_json) if input_json is not None else None)
             result = json.dumps(value) if value is not None else None
+            # what cannot be written fails this operation (rolled back) rather than the partition
+            check_payload_size(f"the result of operation {operation!r} on {self.eid}", result)
+            if ctx.state_changed:
+                check_payload_size(f"the state of {self.eid} after operation {operation!r}", ctx.state_json)
         except Exception as exc:  # noqa: BLE001 - user code: any error fails this operation only
             failure = failure_details_of(exc)
         if failure is None:

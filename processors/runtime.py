@@ -25,7 +25,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 
-from durable_kafka.errors import ProcessorStuckError
+from durable_kafka.errors import PayloadTooLargeError, ProcessorStuckError
+from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
 from .store import MAX_STATE_AGE_S, StoreSet
@@ -54,7 +55,15 @@ class ProcessorConfig:
     poll_timeout: float = 0.05
     transaction_timeout_ms: int = 10_000
     operation_timeout: float = 10.0  # a transactional call blocked longer than this ends in recovery
-    stuck_after: float = 60.0  # a batch still in its transaction after this long is reported stuck
+    stuck_after: float = 60.0  # no committed progress for this long, with work waiting: reported stuck
+    #: seconds of processing one transaction may hold (default: a quarter of the transaction
+    #: timeout); the rest of a batch goes to the next transaction, so a slow batch never
+    #: outlives the timeout (which would abort it, fence the producer and start the loop again)
+    batch_time_budget: float | None = None
+    #: static group membership (``group.instance.id``): a restarted worker takes its partitions
+    #: back at once instead of after a rebalance; None derives it from the transactional id
+    group_instance_id: str | None = None
+    static_membership: bool = True
     producer_overrides: dict = field(default_factory=dict)
     consumer_overrides: dict = field(default_factory=dict)
     kafka_config: dict = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
@@ -67,13 +76,24 @@ class Transaction:
     one key inside a batch compose correctly.
     """
 
-    def __init__(self, producer: Producer, stores: StoreSet) -> None:
+    def __init__(self, producer: Producer, stores: StoreSet, *, changelog_topic: str = "changelog",
+                 deadline: float | None = None) -> None:
         self._producer = producer
         self._stores = stores
+        self._changelog = changelog_topic
         self.changes: dict[int, dict[bytes, bytes | None]] = {}
         self.produced = 0
+        #: time.monotonic() after which a handler should stop taking on more work
+        self.deadline = deadline
+
+    def over_budget(self) -> bool:
+        """True once this transaction has used its processing time (handlers stop early)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        # handlers size their records first; this is the backstop that keeps a record Kafka
+        # would refuse out of the transaction (an abort would come back on every retry)
+        check_record_size(self._changelog, key, value, f"state record {key[:80]!r}")
         self.changes.setdefault(partition, {})[key] = value
 
     def get(self, partition: int, key: bytes) -> bytes | None:
@@ -93,6 +113,7 @@ class Transaction:
         return [(k, v) for k, v in sorted(merged.items()) if v is not None]
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        check_record_size(topic, key, value)
         if partition is None:
             self._producer.produce(topic, value=value, key=key)
         else:
@@ -115,6 +136,38 @@ class Handler(Protocol):
 
     def on_aborted(self) -> None: ...
 
+    def on_committed(self) -> None: ...
+
+    def dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str) -> None: ...
+
+
+class _ReplaceProducer(Exception):
+    """The producer must be replaced, not retried (librdkafka's advice for a timed-out EndTxn)."""
+
+
+#: Produce errors that the same records will meet again however often they are retried.
+_INCURABLE_CODES = frozenset(
+    code for code in (getattr(KafkaError, name, None) for name in (
+        "MSG_SIZE_TOO_LARGE", "INVALID_MSG_SIZE", "INVALID_MSG", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD",
+        "CORRUPT_MESSAGE", "INVALID_REQUIRED_ACKS", "POLICY_VIOLATION")) if code is not None)
+
+
+def is_incurable(exc: BaseException) -> bool:
+    """Whether retrying the same batch unchanged would fail the same way.
+
+    Anything that is not a Kafka error (a bug met by one record, a record the handler could not
+    size) is incurable; among Kafka errors, those about the records themselves are. Broker,
+    network and coordinator errors are not: they pass, and the batch is retried.
+    """
+    if isinstance(exc, _ReplaceProducer):
+        return False
+    if not isinstance(exc, KafkaException):
+        return True
+    err = exc.args[0] if exc.args else None
+    if not isinstance(err, KafkaError) or err.fatal():
+        return False
+    return err.code() in _INCURABLE_CODES or "too large" in (err.str() or "").lower()
+
 
 class Processor:
     """Runs one handler over one source topic on its own thread."""
@@ -136,6 +189,13 @@ class Processor:
         self._error: BaseException | None = None
         self.owned: set[int] = set()
         self._txn_began: float | None = None
+        self._last_progress = time.monotonic()  # last commit, or last time there was nothing to do
+        self._failures_since_progress = 0  # aborted or recovered transactions since then
+        self._per_record_s = 0.1  # processing cost estimate; starts cautious, learns from each slice
+        self._suspects: dict[tuple[str, int], int] = {}  # records to retry one per transaction
+        self._isolated_failure: BaseException | None = None
+        self._idle_polls = 0
+        self._source_partitions: int | None = None
         self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
         #: (process, send_offsets, commit) seconds of the latest batches, for latency diagnosis
         self.timings: deque[tuple[float, float, float]] = deque(maxlen=4096)
@@ -150,6 +210,7 @@ class Processor:
                 "fetch.wait.max.ms": 5,
                 "session.timeout.ms": 6_000,  # a killed worker's partitions move on after 6 s
                 "heartbeat.interval.ms": 1_000,
+                **self._static_membership(),
                 **config.consumer_overrides,
             }
         )
@@ -171,9 +232,26 @@ class Processor:
                 "retry.backoff.max.ms": 50,
                 "partitioner": "murmur2_random",
                 "compression.type": "lz4",
+                "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
                 **config.producer_overrides,
             }
         )
+
+    def _static_membership(self) -> dict:
+        if not self.config.static_membership:
+            return {}
+        return {"group.instance.id": self.config.group_instance_id or self.config.transactional_id}
+
+    def source_partition_count(self) -> int:
+        """Partitions of the source topic (fixed for a hub): handlers check record routing with it."""
+        if self._source_partitions is None:
+            topic = self.config.source_topic
+            metadata = self.consumer.list_topics(topic, timeout=10)
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"no metadata for {topic}"))
+            self._source_partitions = len(info.partitions)
+        return self._source_partitions
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, wait_assigned: float = 30.0) -> None:
@@ -197,14 +275,25 @@ class Processor:
 
     @property
     def error(self) -> BaseException | None:
-        """Why the processor stopped, or why it cannot go on (stuck in a transactional call)."""
+        """Why the processor stopped, or why it cannot go on (no progress for ``stuck_after``).
+
+        Progress, not one transaction, is what is watched: a transaction blocked in a Kafka call
+        (librdkafka #5456), and a loop of transactions that all abort or get fenced, look the
+        same to the hub (nothing commits), and both are reported.
+        """
         if self._error is not None:
             return self._error
+        now = time.monotonic()
         began = self._txn_began
-        if began is not None and time.monotonic() - began > self.config.stuck_after:
+        if began is not None and now - began > self.config.stuck_after:
             return ProcessorStuckError(
-                f"{self.name}: one transaction has been open for {time.monotonic() - began:.0f}s "
+                f"{self.name}: one transaction has been open for {now - began:.0f}s "
                 "(a Kafka transactional call is blocked, see librdkafka #5456); restart the worker")
+        stalled = now - self._last_progress
+        if self._failures_since_progress and stalled > self.config.stuck_after:
+            return ProcessorStuckError(
+                f"{self.name}: nothing committed for {stalled:.0f}s while "
+                f"{self._failures_since_progress} transactions aborted or were fenced; restart the worker")
         return None
 
     # ------------------------------------------------------------------ rebalancing
@@ -218,6 +307,8 @@ class Processor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]
         self.handler.on_revoked(ps)
+        for key in [k for k in self._suspects if k[1] in ps]:
+            del self._suspects[key]
         for p in ps:
             self.owned.discard(p)
             self.stores.close(p)
@@ -300,7 +391,7 @@ class Processor:
             while not self._stop.is_set():
                 try:
                     self._run_batch()
-                except KafkaException as exc:
+                except (KafkaException, _ReplaceProducer) as exc:
                     if self._stop.is_set():
                         break
                     # an ACL denial does not heal by retrying: stop with a typed error naming it
@@ -311,7 +402,7 @@ class Processor:
             self._error = exc
             log.exception("%s stopped by an error", self.name)
 
-    def _recover(self, exc: KafkaException) -> None:
+    def _recover(self, exc: Exception) -> None:
         """Start over from the last committed transaction after the producer became unusable.
 
         A broker restart can time out an open transaction; the coordinator then aborts it and
@@ -323,6 +414,7 @@ class Processor:
         """
         log.warning("%s: recovering from %s: new producer, rewinding to committed offsets", self.name, exc)
         self.stats["recoveries"] = self.stats.get("recoveries", 0) + 1
+        self._failures_since_progress += 1
         self.handler.on_aborted()
         delay = 0.5
         while not self._stop.is_set():
@@ -370,40 +462,187 @@ class Processor:
         msgs = self._poll()
         now_ms = int(time.time() * 1000)
         if not msgs and not self.handler.has_due_work(now_ms):
+            # idle is healthy; after failures, only a second of nothing to do clears them (a
+            # record sought back after an abort can take a poll or two to come again)
+            self._idle_polls += 1
+            if not self._failures_since_progress or self._idle_polls * self.config.poll_timeout > 1.0:
+                self._last_progress = time.monotonic()
+                self._failures_since_progress = 0
             return
-        txn = Transaction(self.producer, self.stores)
+        self._idle_polls = 0
+        if self._suspects:
+            self._run_isolated(msgs, now_ms)
+            return
+        self._run_transaction(msgs, now_ms)
+
+    def _run_transaction(self, msgs: list[Message], now_ms: int | None, *, budgeted: bool = True) -> bool:
+        """One transaction over ``msgs`` (as many as the time budget allows) and due work.
+
+        Returns whether it committed. Records not reached within the budget are sought back
+        and come again in the next transaction. ``now_ms`` None skips due timers.
+        """
+        budget = self._budget() if budgeted else None
+        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic,
+                          deadline=time.monotonic() + budget if budget is not None else None)
         began = time.perf_counter()
         self._txn_began = time.monotonic()
         self.producer.begin_transaction()
+        done = 0
         try:
-            if msgs:
-                self.handler.process(txn, msgs)
-            self.handler.tick(txn, now_ms)
+            done = self._process(txn, msgs, budgeted)
+            if now_ms is not None:
+                self.handler.tick(txn, now_ms)
             delivered = self._produce_changelog(txn)
             processed = time.perf_counter()
-            if msgs:
-                offsets = _next_offsets(msgs)
+            if done:
+                offsets = _next_offsets(msgs[:done])
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
                                                           self.config.operation_timeout)
             offsets_sent = time.perf_counter()
             self._commit()
-            done = time.perf_counter()
-            st = self.stats
-            st["batches"] += 1
-            st["records"] += len(msgs)
-            st["process_s"] += processed - began
-            st["commit_s"] += done - processed
-            self.timings.append((processed - began, offsets_sent - processed, done - offsets_sent))
-        except KafkaException as exc:
-            self._abort(msgs, exc)
+            finished = time.perf_counter()
+        except _ReplaceProducer:
             self._txn_began = None
-            return
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified: retried, isolated, or recovered
+            self._txn_began = None
+            self._failed(msgs, exc)
+            return False
         self._txn_began = None
+        st = self.stats
+        st["batches"] += 1
+        st["records"] += done
+        st["process_s"] += processed - began
+        st["commit_s"] += finished - processed
+        self.timings.append((processed - began, offsets_sent - processed, finished - offsets_sent))
+        if done < len(msgs):
+            st["split_batches"] = st.get("split_batches", 0) + 1
+            self._seek_to_first(msgs[done:])
+        self._last_progress = time.monotonic()
+        self._failures_since_progress = 0
+        self.handler.on_committed()
         self.producer.poll(0)
         for p, changes in txn.changes.items():
             store = self.stores.get(p)
             if store is not None:
                 store.write(changes, delivered.get(p))
+        return True
+
+    def _budget(self) -> float:
+        if self.config.batch_time_budget is not None:
+            return self.config.batch_time_budget
+        return self.config.transaction_timeout_ms / 4000
+
+    def _process(self, txn: Transaction, msgs: list[Message], budgeted: bool) -> int:
+        """Hand ``msgs`` to the handler in slices until they are done or the budget is spent.
+
+        The slice size comes from the measured cost per record, so a fast steady state hands
+        over whole batches (one executor episode per instance per batch) while a slow one (user
+        code that sleeps, a restart replaying many histories) stops in time to commit.
+        """
+        if not msgs:
+            return 0
+        if not budgeted or txn.deadline is None:
+            self.handler.process(txn, msgs)
+            return len(msgs)
+        done = 0
+        while done < len(msgs):
+            left = txn.deadline - time.monotonic()
+            size = max(1, min(len(msgs) - done, int(left / (2 * self._per_record_s))))
+            began = time.perf_counter()
+            self.handler.process(txn, msgs[done:done + size])
+            took = (time.perf_counter() - began) / size
+            # learn quickly that records got slower, slowly that they got faster
+            self._per_record_s = took if took > self._per_record_s else 0.5 * (self._per_record_s + took)
+            self._per_record_s = max(self._per_record_s, 1e-6)
+            done += size
+            if txn.over_budget():
+                break
+        return done
+
+    def _run_isolated(self, msgs: list[Message], now_ms: int) -> None:
+        """After a batch failed for a reason retries cannot cure: one record per transaction.
+
+        The record that fails alone is the culprit: it goes to the dead-letter topic with the
+        reason, in a transaction that also moves the offset past it, and the partition goes on.
+        """
+        if not msgs:
+            self._suspects.clear()
+            return
+        first, rest = msgs[0], msgs[1:]
+        if rest:
+            self._seek_to_first(rest)
+        key = (first.topic(), first.partition())
+        last = self._suspects.get(key)
+        if last is None or first.offset() > last:  # past the records that failed together
+            self._suspects.pop(key, None)
+            if not self._suspects:
+                self._seek_to_first([first])
+                return
+            self._run_transaction([first], None, budgeted=False)
+            return
+        if self._run_transaction([first], None, budgeted=False):
+            return
+        failure = self._isolated_failure
+        if failure is None:  # a curable failure (already aborted and sought back): retry it later
+            return
+        self._dead_letter_alone(first, failure)
+
+    def _dead_letter_alone(self, rec: Message, failure: BaseException) -> None:
+        reason = f"cannot process: {type(failure).__name__}: {failure}"
+        log.error("%s: %s[%d]@%d fails on its own (%s); dead-lettering it", self.name, rec.topic(),
+                  rec.partition(), rec.offset(), reason)
+        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic)
+        self._txn_began = time.monotonic()
+        self.producer.begin_transaction()
+        try:
+            self.handler.dead_letter(txn, rec, reason, type(failure).__name__)
+            self.producer.send_offsets_to_transaction(_next_offsets([rec]), self.consumer.consumer_group_metadata(),
+                                                      self.config.operation_timeout)
+            self._commit()
+        except KafkaException as exc:
+            self._txn_began = None
+            self._abort([rec], exc)
+            return
+        self._txn_began = None
+        self.stats["isolated_deadletters"] = self.stats.get("isolated_deadletters", 0) + 1
+        self._last_progress = time.monotonic()
+        self._failures_since_progress = 0
+        self.handler.on_committed()
+
+    def _failed(self, msgs: list[Message], exc: BaseException) -> None:
+        """Abort the failed transaction and decide how the records come again."""
+        self._isolated_failure = None
+        if not is_incurable(exc):
+            if isinstance(exc, KafkaException):
+                self._abort(msgs, exc)
+                return
+            raise exc
+        self.stats["incurable"] = self.stats.get("incurable", 0) + 1
+        self._isolated_failure = exc
+        log.warning("%s: a transaction of %d records failed in a way a retry cannot cure (%s: %s); "
+                    "retrying its records one at a time", self.name, len(msgs), type(exc).__name__, exc)
+        try:
+            self.producer.abort_transaction(self.config.operation_timeout)
+        except KafkaException as abort_error:
+            self.handler.on_aborted()
+            raise abort_error
+        self.handler.on_aborted()
+        self._failures_since_progress += 1
+        for m in msgs:
+            key = (m.topic(), m.partition())
+            self._suspects[key] = max(self._suspects.get(key, -1), m.offset())
+        self._seek_to_first(msgs)
+
+    def _seek_to_first(self, msgs: list[Message]) -> None:
+        """Seek each partition of ``msgs`` back to its first record there (still owned only)."""
+        firsts: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            key = (m.topic(), m.partition())
+            firsts[key] = min(firsts.get(key, m.offset()), m.offset())
+        for (t, p), off in firsts.items():
+            if p in self.owned:
+                self.consumer.seek(TopicPartition(t, p, off))
 
     def _produce_changelog(self, txn: Transaction) -> dict[int, int]:
         delivered: dict[int, int] = {}
@@ -422,37 +661,41 @@ class Processor:
         return delivered
 
     def _commit(self) -> None:
-        deadline = time.monotonic() + self.config.operation_timeout
-        while True:
-            try:
-                self.producer.commit_transaction(self.config.operation_timeout)
-                self.producer.flush(0)
-                return
-            except KafkaException as exc:
-                if exc.args[0].retriable() and time.monotonic() < deadline:
-                    continue  # librdkafka allows retrying a commit that timed out
-                raise
+        """Commit the transaction; a commit that timed out replaces the producer.
+
+        librdkafka's advice while it lacks transactions v2 (librdkafka #5423): a retried EndTxn
+        that timed out can hang or be applied late, so the producer is dropped and a new one
+        with the same transactional id fences whatever the old one left (see :meth:`_recover`,
+        which also catches the stores up in case the commit did go through).
+        """
+        try:
+            self.producer.commit_transaction(self.config.operation_timeout)
+            self.producer.flush(0)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() in (KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT) or (
+                    err.retriable() and not err.txn_requires_abort()):
+                raise _ReplaceProducer(f"commit did not complete: {err}") from exc
+            raise
 
     def _abort(self, msgs: list[Message], exc: KafkaException) -> None:
         """Abort the batch's transaction and process the batch again (abortable errors only).
 
         Fatal errors, and an abort that fails, propagate to :meth:`_loop`, which recovers with a
-        new producer.
+        new producer. Repeated aborts back off (up to a second), so a broker that keeps refusing
+        does not meet thousands of attempts a minute.
         """
         err = exc.args[0]
         if err.fatal():
             raise exc
+        self._failures_since_progress += 1
+        self.stats["aborts"] = self.stats.get("aborts", 0) + 1
         log.warning("%s aborting transaction: %s", self.name, err)
         self.producer.abort_transaction(self.config.operation_timeout)
         self.handler.on_aborted()
-        # rewind to the first record of the batch on every partition so it is processed again
-        firsts: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            key = (m.topic(), m.partition())
-            firsts[key] = min(firsts.get(key, m.offset()), m.offset())
-        for (t, p), off in firsts.items():
-            if p in self.owned:
-                self.consumer.seek(TopicPartition(t, p, off))
+        self._seek_to_first(msgs)
+        if self._failures_since_progress > 1:
+            self._stop.wait(min(1.0, 0.01 * 2 ** min(self._failures_since_progress, 7)))
 
 
 def _watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> tuple[int, int]:

@@ -430,8 +430,12 @@ class Codec:
         ``expected`` (a type or tuple of types) rejects a record of any other type. Raises
         :class:`~durable_kafka.errors.UnknownSchemaError` for a writer fingerprint this codec
         does not know and :class:`~durable_kafka.errors.CorruptRecordError` for anything else
-        wrong with the bytes; never another exception type.
+        wrong with the bytes (including ``None``, a tombstone, or anything that is not bytes);
+        never another exception type.
         """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            what = "a null value (tombstone)" if data is None else f"a {type(data).__name__}"
+            raise CorruptRecordError(f"expected the bytes of a record, got {what}")
         size = len(data)
         if size < HEADER_LENGTH:
             raise CorruptRecordError(

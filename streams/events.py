@@ -533,6 +533,11 @@ class DeadLetter:
     failed_at: datetime
     key: bytes | None = None
     instance_id: str | None = None
+    original_size: int | None = None
+    original_sha256: str | None = None
+    original_truncated: bool = False
+    key_truncated: bool = False
+    timestamp: datetime | None = None
 
 
 # --------------------------------------------------------------------------- processor state

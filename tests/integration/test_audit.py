@@ -66,3 +66,16 @@ def test_history_fold_matches_status_and_code_replays(hub, tmp_path):
                           "--bootstrap", hub.bootstrap], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "audit: OK" in cli.stdout and "6 orchestration instances" in cli.stdout
+
+
+def test_foreign_records_on_history_and_status_are_reported_not_fatal(hub):
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": hub.bootstrap})
+    p.produce(hub.topics.history, key=b"x", value=b"\xc3\x01garbage")
+    p.produce(hub.topics.status, key=None, value=b"")
+    p.produce(hub.topics.status, key=b"y", value=None)
+    p.flush(10)
+    report = audit(hub.name, hub.bootstrap)
+    assert any("undecodable record at" in problem for problem in report.problems), report.problems
+    assert report.records == 0

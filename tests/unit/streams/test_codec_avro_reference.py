@@ -119,9 +119,12 @@ INTEROP = [
          "name": "flow", "execution_id": "e-2", "input": None, "scheduled_start_at": None, "tags": {},
          "parent_instance_id": None, "parent_execution_id": None, "parent_task_id": None,
          "carried_events": [{"event_id": -1, "timestamp": T0, "name": "go", "input": None}]}}),
-    (ev.DeadLetter("d-1", "hub.history", 2, 99, b"\x00\xff", "bad", "CorruptRecordError", T0, None, None),
+    (ev.DeadLetter("d-1", "hub.history", 2, 99, b"\x00\xff", "bad", "CorruptRecordError", T0, None, None,
+                   2, "ab", True, False, T0),
      {"id": "d-1", "topic": "hub.history", "partition": 2, "offset": 99, "original": b"\x00\xff",
-      "reason": "bad", "error_type": "CorruptRecordError", "failed_at": T0, "key": None, "instance_id": None}),
+      "reason": "bad", "error_type": "CorruptRecordError", "failed_at": T0, "key": None, "instance_id": None,
+      "original_size": 2, "original_sha256": "ab", "original_truncated": True, "key_truncated": False,
+      "timestamp": T0}),
 ]
 
 
