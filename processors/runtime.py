@@ -613,6 +613,8 @@ class Processor:
     def _failed(self, msgs: list[Message], exc: BaseException) -> None:
         """Abort the failed transaction and decide how the records come again."""
         self._isolated_failure = None
+        if authorization_error(exc) is not None:
+            raise exc  # an ACL denial: neither a retry nor a dead letter helps; _loop stops with it
         if not is_incurable(exc):
             if isinstance(exc, KafkaException):
                 self._abort(msgs, exc)
