@@ -376,6 +376,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _is_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (whatever it runs)."""
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # not Linux, or it just went: the next check decides
+    return state not in ("Z", "X")
+
+
 def _is_our_broker(pid: int, cfg: BrokerConfig) -> bool:
     """Alive, not a zombie, and running kafka.Kafka on this state dir (guards against pid reuse)."""
     _reap(pid)
@@ -494,7 +510,9 @@ def _wait_ready(cfg: BrokerConfig, pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last_error = "port never opened"
     while time.monotonic() < deadline:
-        if not _is_our_broker(pid, cfg):
+        # only "gone" counts here: between fork and exec (long on a loaded machine) the child's
+        # command line is still ours, so the kafka.Kafka check of _is_our_broker would misfire
+        if not _is_alive(pid):
             raise BrokerError(f"broker process {pid} exited during startup; "
                               f"log tail ({cfg.log_file}):\n{_log_tail(cfg)}")
         if _port_open(cfg.port):
