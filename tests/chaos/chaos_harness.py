@@ -229,11 +229,12 @@ def read_effects(path: Path | None) -> Counter:
 # ------------------------------------------------------------------------------------ the ledger
 @dataclass
 class Disruption:
-    """One fault injected: what, and when it ended (restart or resume), wall-clock seconds."""
+    """One fault injected: its label and the wall-clock time (time.time()) the pause is measured
+    from: the kill itself for a kill -9 (so the figure includes the restart, as a user sees it),
+    the SIGCONT for a pause, the scale event for a rebalance."""
 
     label: str
-    ended_at: float
-    began_at: float | None = None
+    at: float
 
 
 @dataclass
@@ -321,8 +322,8 @@ def judge(scenario: str, bootstrap: str, history_topic: str, expected: dict[str,
     verdict.longest_gap_s = max((b - a for a, b in zip(completions, completions[1:])), default=0) / 1000
     stamps = sorted(ts for ts, _ in records)
     for d in disruptions:
-        after = next((ts for ts in stamps if ts / 1000 >= d.ended_at), None)
-        verdict.recoveries.append((d.label, (after / 1000 - d.ended_at) if after is not None else None))
+        after = next((ts for ts in stamps if ts / 1000 >= d.at), None)
+        verdict.recoveries.append((d.label, (after / 1000 - d.at) if after is not None else None))
     runs = read_effects(effects)
     runs = Counter({k: v for k, v in runs.items() if k[0] in expected})
     verdict.executions = sum(runs.values())
@@ -351,3 +352,23 @@ def wait_all_done(client: Any, ids: Iterable[str], timeout: float, on_tick: Call
         if pending:
             time.sleep(0.5)
     return pending
+
+
+def schedule_flows(client: Any, prefix: str, first: int, count: int, timer_s: Callable[[int], float] | None = None
+                   ) -> dict[str, Any]:
+    """Queue ``count`` chaos_flow instances (ids '<prefix>-<n>'); return id -> expected output."""
+    from chaos_app import expected_flow_output  # tests/chaos is on sys.path
+
+    expected: dict[str, Any] = {}
+    for n in range(first, first + count):
+        iid = f"{prefix}-{n}"
+        spec = {"n": n, "timer_s": timer_s(n) if timer_s else 1.0 + (n % 4) * 0.5}
+        client.schedule_new_orchestration("chaos_flow", input=spec, instance_id=iid, wait_for_acceptance=False)
+        expected[iid] = expected_flow_output(n)
+    client.flush()
+    return expected
+
+
+def not_done(client: Any, ids: Iterable[str]) -> int:
+    """How many of ``ids`` have no terminal status yet (from the client's status cache)."""
+    return len(wait_all_done(client, ids, timeout=0))
