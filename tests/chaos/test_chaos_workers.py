@@ -172,6 +172,14 @@ def test_zombie_frozen_inside_a_transaction_is_fenced(hub, tmp_path, freeze):
         with Client(hub.bootstrap, hub=hub.name) as client:
             for r in range(rounds):
                 expected.update(schedule_flows(client, f"zombie{r}", 0, sized(150, 40), timer_s=lambda n: 0.5))
+                # timers that come due while the zombie is frozen: the other worker fires them, and
+                # the zombie wakes up with them still due in its (stale) timer index
+                due = time.time() + 3.5
+                for n in range(sized(100, 40)):
+                    client.schedule_new_orchestration("timer_at", input={"n": n, "fire_at": due},
+                                                      instance_id=f"ztimer{r}-{n}", wait_for_acceptance=False)
+                    expected[f"ztimer{r}-{n}"] = n
+                client.flush()
                 time.sleep(0.7)  # both workers busy: the zombie is frozen with a transaction open
                 frozen_log = zombie.log_path.stat().st_size
                 zombie.signal(signal.SIGSTOP)
