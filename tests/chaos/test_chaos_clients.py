@@ -72,15 +72,17 @@ def test_oversized_payloads_are_refused_at_once_or_fail_the_one_instance(hub, tm
             client.schedule_new_orchestration(bloat, input={"out": 1_100_000, "via_activity": True}): "activity result",
         }
         ok = [client.schedule_new_orchestration(echo, input=f"fine-{i}") for i in range(sized(20, 5))]
-        failed_types = {}
+        failed_types, messages = {}, {}
         for iid, why in cases.items():
             state = client.wait_for_orchestration_completion(iid, timeout=60)
             assert state.runtime_status == OrchestrationStatus.FAILED, (why, state)
             failed_types[why] = state.failure_details.error_type
+            messages[why] = state.failure_details.message
         assert failed_types["output over a record"] == "PayloadTooLargeError"
         assert failed_types["input + output over a record"] == "PayloadTooLargeError"
         # an activity's too-large result reaches the orchestration as that task's failure
-        assert "TooLarge" in failed_types["activity result"], failed_types
+        assert failed_types["activity result"] == "TaskFailedError", failed_types
+        assert "too large" in messages["activity result"], messages["activity result"]
         for i, iid in enumerate(ok):
             assert client.wait_for_orchestration_completion(iid, timeout=60).get_output() == f"fine-{i}"
         assert worker.errors() == []
