@@ -18,6 +18,7 @@ import pytest
 from chaos_harness import Disruption, WorkerProcess, judge, scale, schedule_flows, sized, wait_all_done
 from durable_kafka import Client
 from durable_kafka.connectors import broker
+from durable_kafka.errors import BrokerError
 from durable_kafka.streams.admin import ensure_topics
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -36,6 +37,17 @@ def _free_pair() -> tuple[int, int]:
         if len(free) == 2:
             return free[0], free[1]
     pytest.fail(f"no two free ports in {PORTS.start}-{PORTS.stop - 1} for a private broker")
+
+
+def _up(cfg: broker.BrokerConfig) -> None:
+    """broker.up, asked twice: its liveness check can misread a JVM that is just starting
+    (seen once here: "exited during startup" while the broker went on to start); a second
+    ``up`` finds the running process through its pid file and waits for it."""
+    try:
+        broker.up(cfg)
+    except BrokerError:
+        time.sleep(2.0)
+        broker.up(cfg)
 
 
 def _broker_pid(cfg: broker.BrokerConfig) -> int:
@@ -61,7 +73,7 @@ def _supervise(worker: WorkerProcess, client: Client, expected: dict, timeout: f
 def test_broker_sigkill_restart_and_sigstop_pause(tmp_path):
     port, controller = _free_pair()
     cfg = broker.BrokerConfig(port=port, controller_port=controller, state_dir=tmp_path / "kafka")
-    broker.up(cfg)
+    _up(cfg)
     bootstrap, hub = f"127.0.0.1:{port}", "chaosbroker"
     pause_s = 15.0 if scale() >= 1 else 8.0  # full: past the 10 s transaction timeout
     worker = None
@@ -76,7 +88,7 @@ def test_broker_sigkill_restart_and_sigstop_pause(tmp_path):
             killed_at = time.time()
             os.kill(_broker_pid(cfg), signal.SIGKILL)
             time.sleep(2.0)
-            broker.up(cfg)
+            _up(cfg)
             left1, restarts1 = _supervise(worker, client, kill_wave, timeout=300)
             # phase 2: freeze the broker (a long GC pause, a stopped VM), then let it go on
             pause_wave = schedule_flows(client, "bp", 0, sized(150, 40))
