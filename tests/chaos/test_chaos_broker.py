@@ -21,7 +21,9 @@ from durable_kafka.connectors import broker
 from durable_kafka.errors import BrokerError
 from durable_kafka.streams.admin import ensure_topics
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
+              pytest.mark.skipif(scale() < 1, reason="full size only (make chaos): a private broker costs ~90 s, "
+                                 "and the normal suite already restarts one in tests/integration/test_broker_restart.py")]
 PORTS = range(9392, 9400)
 
 

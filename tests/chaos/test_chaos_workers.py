@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos_harness import (Disruption, WorkerProcess, judge, not_done, schedule_flows, sized, wait_all_done,
-                           wait_until)
+from chaos_harness import (Disruption, WorkerProcess, judge, not_done, scale, schedule_flows, sized,
+                           wait_all_done, wait_until)
 from durable_kafka import Client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -152,7 +152,8 @@ def test_scale_out_and_in_repeatedly(hub, tmp_path):
 
 
 @pytest.mark.hub_partitions(4)
-@pytest.mark.parametrize("freeze", ["8s", "taken-over"])
+@pytest.mark.parametrize("freeze", ["8s", pytest.param("taken-over", marks=pytest.mark.skipif(
+    scale() < 1, reason="full size only (make chaos); the 8s variant is the one that needs the fencing fix"))])
 def test_zombie_frozen_inside_a_transaction_is_fenced(hub, tmp_path, freeze):
     """SIGSTOP one of two workers mid-work, let the other take its partitions, SIGCONT it.
 
