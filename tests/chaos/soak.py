@@ -202,6 +202,7 @@ class Soak:
         next_sample = next_progress = start
         sent = 0.0
         victim = 0
+        last_progress = (start, len(self.expected) - len(self.pending))
         while (now := time.monotonic()) < start + duration:
             due = (now - start) * rate
             while sent < due:
@@ -226,9 +227,12 @@ class Soak:
                 next_sample = now + self.args.sample_every
             if now >= next_progress:
                 self.reap(client)
-                recent = [t for t in self.completions if t > now - 30]
-                self.say(f"scheduled={len(self.expected)} completed={len(self.expected) - len(self.pending)} "
-                         f"in-flight={len(self.pending)} rate(30s)={len(recent) / 30:.1f}/s kills={self.kills} "
+                completed = len(self.expected) - len(self.pending)
+                span = max(1e-3, now - last_progress[0])
+                rate_now = (completed - last_progress[1]) / span
+                last_progress = (now, completed)
+                self.say(f"scheduled={len(self.expected)} completed={completed} "
+                         f"in-flight={len(self.pending)} rate={rate_now:.1f}/s kills={self.kills} "
                          f"| RSS {self.rss_now()}")
                 next_progress = now + self.args.progress_every
             time.sleep(0.05)
