@@ -9,6 +9,8 @@
 #   make broker-status
 #   make test          venv + broker-up + the whole pytest suite
 #   make test-unit     the tests that need no broker
+#   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1)
+#   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
 PYTHON ?= python3
@@ -73,7 +75,21 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator bench bench-limit bench-entities bench-latency bench-recovery
+.PHONY: demo aggregator bench bench-limit bench-entities bench-latency bench-recovery chaos soak
+
+# The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
+# to 0.2). Each scenario prints its one-line summary; see docs/RELIABILITY.md.
+CHAOS_SCALE ?= 1
+chaos: venv broker-up
+	DK_CHAOS_SCALE=$(CHAOS_SCALE) $(VENV_PY) -m pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
+
+# make soak DURATION=20m KILL_EVERY=3m: mixed load at half the measured maximum, kill -9 loop,
+# RSS of every process over time, the lost/duplicated/stuck ledger at the end.
+DURATION ?= 20m
+KILL_EVERY ?= 3m
+SOAK_ARGS ?=
+soak: venv broker-up
+	$(VENV_PY) tests/chaos/soak.py --duration $(DURATION) --kill-every $(KILL_EVERY) $(SOAK_ARGS)
 
 # The main job: broker up, a real worker in this process, the seed's orchestration end to end.
 demo: venv broker-up

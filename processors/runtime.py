@@ -494,8 +494,8 @@ class Processor:
                 self.handler.tick(txn, now_ms)
             delivered = self._produce_changelog(txn)
             processed = time.perf_counter()
-            if done:
-                offsets = _next_offsets(msgs[:done])
+            offsets = _next_offsets(msgs[:done]) if done else self._fencing_offsets(txn)
+            if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
                                                           self.config.operation_timeout)
             offsets_sent = time.perf_counter()
@@ -527,6 +527,27 @@ class Processor:
             if store is not None:
                 store.write(changes, delivered.get(p))
         return True
+
+    def _fencing_offsets(self, txn: Transaction) -> list[TopicPartition]:
+        """Offsets to commit with a transaction that consumed nothing but wrote (due timers).
+
+        The offset commit is what fences a worker that lost its partitions: the broker checks
+        its group generation. Workers have different transactional ids, so without an offset
+        commit nothing stops a worker that was paused past its session timeout (GC, SIGSTOP, a
+        frozen VM) from committing timers it no longer owns over the new owner's state (found
+        by the chaos suite's zombie scenario). So the current positions, which the committed
+        transactions already reached, are committed again: no offset moves.
+        """
+        if not (txn.changes or txn.produced):
+            return []
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return []
+        known = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
+        if not known:  # nothing fetched since the assignment: the committed offsets, as they are
+            known = [tp for tp in self.consumer.committed(assignment, timeout=self.config.operation_timeout)
+                     if tp.offset >= 0]
+        return known
 
     def _budget(self) -> float:
         if self.config.batch_time_budget is not None:
