@@ -5,6 +5,11 @@
 #   make broker-up     start (or find) the local broker on 127.0.0.1:9092, state in .state/kafka
 #   make broker-down   stop it
 #   make broker-status
+#   make cluster-up    start (or find) three KRaft nodes on 127.0.0.1:9292-9294 (controllers
+#                      9295-9297), state in .state/cluster; replication factor 3, min ISR 2
+#   make cluster-down  stop them (the cluster tests in `make test` start it when needed)
+#   make cluster-status
+#   make chaos         the full broker-failure tests on the cluster (tests/chaos, minutes)
 #   make test          venv + broker-up + the whole pytest suite
 #   make test-unit     the tests that need no broker
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
@@ -19,10 +24,15 @@ KAFKA_CONTROLLER_PORT ?= 9093
 BROKER := $(VENV_PY) -m durable_kafka.connectors.broker
 BROKER_ARGS := --port $(KAFKA_PORT) --controller-port $(KAFKA_CONTROLLER_PORT) --state-dir $(STATE_DIR)/kafka
 PYTEST_ARGS ?=
+CLUSTER_BASE_PORT ?= 9292
+CLUSTER := $(VENV_PY) -m durable_kafka.connectors.cluster
+CLUSTER_ARGS := --base-port $(CLUSTER_BASE_PORT) --state-dir $(STATE_DIR)/cluster
 
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export DURABLE_KAFKA_CLUSTER_BASE_PORT := $(CLUSTER_BASE_PORT)
 
-.PHONY: venv broker-up broker-down broker-status test test-unit clean-state
+.PHONY: venv broker-up broker-down broker-status cluster-up cluster-down cluster-status test test-unit \
+	chaos clean-state
 
 venv: $(VENV_STAMP)
 
@@ -43,6 +53,15 @@ broker-down: venv
 broker-status: venv
 	$(BROKER) status $(BROKER_ARGS)
 
+cluster-up: venv
+	$(CLUSTER) up $(CLUSTER_ARGS)
+
+cluster-down: venv
+	$(CLUSTER) down $(CLUSTER_ARGS)
+
+cluster-status: venv
+	$(CLUSTER) status $(CLUSTER_ARGS)
+
 # pytest's exit status is kept in .state/pytest.rc for .ci/run; 5 (no tests collected) fails.
 test: venv broker-up
 	@mkdir -p $(STATE_DIR)
@@ -52,6 +71,11 @@ test: venv broker-up
 
 test-unit: venv
 	$(VENV_PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
+
+# The full chaos runs (kill -9 of the busiest leader, of the active controller, a rolling
+# restart) under continuous load; the cluster is left running for the next run.
+chaos: venv cluster-up
+	$(VENV_PY) -m pytest -q -s --chaos tests/chaos $(PYTEST_ARGS)
 
 clean-state: broker-down
 	rm -rf $(STATE_DIR)/kafka

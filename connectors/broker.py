@@ -111,6 +111,8 @@ class BrokerConfig:
     controller_port: int = DEFAULT_CONTROLLER_PORT
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
+    java_heap: tuple[str, ...] = JAVA_HEAP
+    """JVM heap flags; the three-node cluster (connectors/cluster.py) uses smaller ones."""
 
     def __post_init__(self) -> None:
         if self.port == self.controller_port:
@@ -259,7 +261,7 @@ def find_java() -> str:
 
 def _java_cmd(java: str, cfg: BrokerConfig, main: str, *args: str) -> list[str]:
     # The classpath wildcard 'lib/*' is expanded by java itself, not by a shell.
-    return [java, *JAVA_HEAP, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+    return [java, *cfg.java_heap, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={cfg.state_dir / 'logs'}",
             "-cp", str(cfg.lib_dir / "*"), main, *args]
@@ -269,8 +271,12 @@ def _java_cmd(java: str, cfg: BrokerConfig, main: str, *args: str) -> list[str]:
 # configuration and storage
 
 
-def server_properties(cfg: BrokerConfig) -> str:
-    """One combined broker+controller, every internal topic sized for a single node."""
+def server_properties(cfg: BrokerConfig, overrides: dict[str, str] | None = None) -> str:
+    """One combined broker+controller, every internal topic sized for a single node.
+
+    ``overrides`` replaces or adds settings: connectors/cluster.py uses it for the node id, the
+    three-voter quorum and the replication of internal topics, so both share every other value.
+    """
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -309,6 +315,7 @@ def server_properties(cfg: BrokerConfig) -> str:
         "log.cleaner.io.buffer.size": str(512 * 1024),
         "delete.topic.enable": "true",
     }
+    settings.update(overrides or {})
     lines = ["# written by durable_kafka.connectors.broker on every `up`; edits are overwritten"]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -423,11 +430,11 @@ def status(cfg: BrokerConfig | None = None) -> BrokerStatus:
 # readiness: a transactional round trip
 
 
-def _ensure_probe_topic(bootstrap: str, timeout: float) -> None:
+def _ensure_probe_topic(bootstrap: str, timeout: float, replication_factor: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _client_logger})
     if PROBE_TOPIC in admin.list_topics(timeout=timeout).topics:
         return
-    futures = admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], operation_timeout=timeout)
+    futures = admin.create_topics([NewTopic(PROBE_TOPIC, 1, replication_factor)], operation_timeout=timeout)
     future = futures[PROBE_TOPIC]
     try:
         future.result(timeout=timeout)
@@ -436,14 +443,15 @@ def _ensure_probe_topic(bootstrap: str, timeout: float) -> None:
             raise
 
 
-def round_trip(bootstrap: str, timeout: float = 15.0) -> None:
+def round_trip(bootstrap: str, timeout: float = 15.0, replication_factor: int = 1) -> None:
     """Produce one record in a transaction and read it back with read_committed.
 
     Raises confluent-kafka's KafkaException (or BrokerError if the record never shows up);
     ``up`` retries until its deadline. The first call also creates __transaction_state and
-    __consumer_offsets, so the first real test does not pay for that.
+    __consumer_offsets, so the first real test does not pay for that. ``replication_factor`` is
+    the probe topic's (a cluster probes through all of its nodes).
     """
-    _ensure_probe_topic(bootstrap, timeout)
+    _ensure_probe_topic(bootstrap, timeout, replication_factor)
     token = uuid.uuid4().hex.encode()
     producer = Producer({"bootstrap.servers": bootstrap, "logger": _client_logger,
                          "transactional.id": "durable-kafka-broker-probe",
