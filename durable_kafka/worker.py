@@ -44,6 +44,8 @@ class Worker:
       orchestrations kept in memory between steps (bounded: a miss replays from history).
       ``stuck_after``: seconds one Kafka transaction may stay open before :meth:`errors` reports
       the worker stuck (the CLI then exits so that a process supervisor restarts it).
+      ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
+      default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class Worker:
         create_topics: bool = True,
         store_options: StoreOptions | None = None,
         stuck_after: float = 60.0,
+        replication_factor: int | None = None,
+        min_insync_replicas: int | None = None,
     ) -> None:
         self.bootstrap = resolve_bootstrap(bootstrap_servers)
         self.hub = validate_hub_name(hub)
@@ -73,6 +77,8 @@ class Worker:
         self.create_topics = create_topics
         self.store_options = store_options
         self.stuck_after = stuck_after
+        self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -110,7 +116,9 @@ class Worker:
             if self._started:
                 return self
             if self.create_topics:
-                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap)
+                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap,
+                              replication_factor=self.replication_factor,
+                              min_insync_replicas=self.min_insync_replicas)
             self._started = True
             try:
                 self._start_parts()
