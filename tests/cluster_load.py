@@ -71,6 +71,8 @@ class LoadReport:
     baseline_gap_s: float = 0.0
     faults: list[Fault] = field(default_factory=list)
     seconds: float = 0.0
+    long_gaps: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds), start from load begin
+    worker_warnings: Counter = field(default_factory=Counter)  # what the workers logged, by kind
 
     def summary(self) -> str:
         lines = [f"{self.started} started, {self.completed} completed, {len(self.lost)} lost, "
@@ -78,6 +80,10 @@ class LoadReport:
                  f"({self.reexecutions} re-executions), {self.worker_restarts} worker restarts, "
                  f"steady-state max gap {self.baseline_gap_s:.2f}s, {self.seconds:.0f}s of load"]
         lines += [f"  {f.label}: progress paused {f.pause_s:.2f}s" for f in self.faults if f.pause_s is not None]
+        if self.long_gaps:
+            lines.append("  gaps over 2 s (start after load began, length): " +
+                         ", ".join(f"{start:.1f}s+{length:.2f}s" for start, length in self.long_gaps))
+        lines += [f"  worker log x{count}: {kind}" for kind, count in self.worker_warnings.most_common(8)]
         return "\n".join(lines)
 
     def assert_correct(self) -> None:
@@ -314,6 +320,8 @@ class ClusterLoad:
                     report.task_problems.append(f"{iid} task {task_id} completed {done[task_id]} times")
                 if executions[(iid, task_id)] == 0:
                     report.unexecuted.append(f"{iid} task {task_id}")
+        for worker in self.workers:
+            report.worker_warnings.update(_warning_kinds(worker.log_path))
         result = audit(self.hub, self.cfg.bootstrap)
         report.audit_problems = list(result.problems)
         self._pauses(sorted(completion_times), report)
@@ -326,10 +334,35 @@ class ClusterLoad:
         first_fault = self.faults[0].at if self.faults else self._load_stopped_at
         steady = [b - a for a, b in gaps if b < first_fault]
         report.baseline_gap_s = max(steady, default=0.0)
-        for i, fault in enumerate(self.faults):
-            until = self.faults[i + 1].at if i + 1 < len(self.faults) else self._load_stopped_at
-            inside = [b - a for a, b in gaps if b > fault.at and a < until]
-            fault.pause_s = max(inside, default=0.0)
+        report.long_gaps = [(a - self._began, b - a) for a, b in gaps if b - a > 2.0]
+        # a gap belongs to the first fault inside it (the one that stopped progress); a gap with
+        # no fault inside belongs to the latest fault before it (progress still recovering)
+        for fault in self.faults:
+            fault.pause_s = 0.0
+        for a, b in gaps:
+            if a > self._load_stopped_at:
+                break
+            inside = [f for f in self.faults if a <= f.at < b]
+            before = [f for f in self.faults if f.at < a]
+            owner = inside[0] if inside else before[-1] if before else None
+            if owner is not None:
+                owner.pause_s = max(owner.pause_s, b - a)
+
+
+def _warning_kinds(path: Path) -> Counter:
+    """Worker log lines of level WARNING and above, by message with digits blurred."""
+    import re
+
+    kinds: Counter = Counter()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return kinds
+    for line in text.splitlines():
+        if '"level":"WARNING"' in line or '"level":"ERROR"' in line or "Traceback" in line or "stopped by" in line:
+            msg = line.split('"msg":"', 1)[-1]
+            kinds[re.sub(r"\d+", "N", msg)[:160]] += 1
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
-from cluster_load import ClusterLoad, kill_active_controller, kill_busiest_leader, rolling_restart
+from cluster_load import ClusterLoad, kill_active_controller, kill_busiest_leader
 from durable_kafka.connectors import cluster
 from durable_kafka.streams.admin import delete_hub, describe_topics, ensure_topics
 
@@ -56,16 +57,16 @@ def test_single_broker_hub_topics_keep_one_copy(hub):
 
 
 @pytest.mark.slow
-def test_broker_failures_under_load_lose_and_double_nothing(kafka_cluster, tmp_path):
-    """One worker, ~8 orchestrations/s; in turn: kill -9 of the busiest leader, of the active
-    controller, and a rolling restart of all three nodes; then every start completed once."""
-    load = ClusterLoad(kafka_cluster, tmp_path, workers=1, partitions=6, rate=8.0).start()
+def test_leader_and_controller_kills_under_load_lose_and_double_nothing(kafka_cluster, tmp_path):
+    """One worker, 5 orchestrations/s; kill -9 of the busiest leader (down 3 s, restarted), then
+    of the active controller (restarted at once); every start completes exactly once.
+    The rolling restart is left to tests/chaos: three JVM restarts cost minutes here."""
+    load = ClusterLoad(kafka_cluster, tmp_path, workers=1, partitions=6, rate=5.0).start()
     try:
-        load.wait_completions(20)
+        load.wait_completions(10)
         kill_busiest_leader(load, down_s=3)
-        load.wait_completions(len(load.ids) // 2)
-        kill_active_controller(load, down_s=1)
-        rolling_restart(load, settle_s=2)
+        kill_active_controller(load, down_s=0)
+        time.sleep(3)  # completions after the last restart belong to the run
         report = load.finish()
     finally:
         load.close()
