@@ -192,6 +192,27 @@ def status(cfg: ClusterConfig | None = None) -> ClusterStatus:
     return ClusterStatus({n: broker.status(cfg.node(n)) for n in cfg.node_ids}, cfg.bootstrap)
 
 
+def _exited(node: BrokerConfig) -> bool:
+    """True when the node's process is gone (or a zombie); False while it runs or is starting.
+
+    Right after the spawn the child may not have exec'd java yet, so its command line is still
+    Python's and ``broker._is_our_broker`` says no: that must not read as "exited".
+    """
+    pid = broker._read_pid(node)
+    if pid is None:
+        return True
+    if broker._is_our_broker(pid, node):
+        return False
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except PermissionError:
+        return False
+    except (OSError, IndexError):  # ProcessLookupError included: gone
+        return True
+    return state in ("Z", "X")
+
+
 def _admin(cfg: ClusterConfig) -> AdminClient:
     return AdminClient({"bootstrap.servers": cfg.bootstrap, "logger": broker._client_logger})
 
@@ -243,8 +264,7 @@ def _wait_ready(cfg: ClusterConfig, deadline: float, say: Progress) -> None:
     while time.monotonic() < deadline:
         for node_id in cfg.node_ids:
             node = cfg.node(node_id)
-            pid = broker._read_pid(node)
-            if pid is None or not broker._is_our_broker(pid, node):
+            if _exited(node):
                 raise BrokerError(f"node {node_id} is not running (exited during startup?); log tail "
                                   f"({node.log_file}):\n{broker._log_tail(node)}")
         try:
@@ -335,8 +355,7 @@ def start_node(cfg: ClusterConfig, node_id: int, timeout: float = START_TIMEOUT_
             _start(cfg, node_id, broker.find_java(), logger.info)
     deadline = time.monotonic() + timeout
     while True:
-        pid = broker._read_pid(node)
-        if pid is None or not broker._is_our_broker(pid, node):
+        if _exited(node):
             raise BrokerError(f"node {node_id} exited while starting; log tail:\n{broker._log_tail(node)}")
         if broker._port_open(node.port):
             # ask the node itself: the cluster's metadata keeps listing a killed broker until its
