@@ -113,7 +113,8 @@ class _Worker:
         start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as out:  # a file, not a pipe: a full pipe would block the worker
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durable_kafka", "worker", "tests.cluster_app:make_worker"],
+                [sys.executable, "-m", "durable_kafka", "worker", "tests.cluster_app:make_worker",
+                 "--log-level", os.environ.get("DK_CHAOS_LOG_LEVEL", "WARNING")],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
