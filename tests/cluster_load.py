@@ -36,7 +36,8 @@ from durable_kafka import Client, OrchestrationStatus
 from durable_kafka.connectors.audit import audit
 from durable_kafka.connectors.cluster import ClusterConfig
 from durable_kafka.streams import events as ev
-from durable_kafka.streams.admin import ensure_topics
+from durable_kafka.errors import DurableKafkaError
+from durable_kafka.streams.admin import delete_hub, ensure_topics
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 from durable_kafka.streams.topics import HubTopics
@@ -242,10 +243,10 @@ class ClusterLoad:
             time.sleep(0.2)
         self._supervising.clear()
         self._threads[1].join(30)
-        self.close()
+        self._stop_processes()
         return self._verify()
 
-    def close(self) -> None:
+    def _stop_processes(self) -> None:
         self._stop.set()
         self._supervising.clear()
         for worker in self.workers:
@@ -253,6 +254,14 @@ class ClusterLoad:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+    def close(self) -> None:
+        """Stop everything and delete the hub: the cluster outlives the run, its topics need not."""
+        self._stop_processes()
+        try:
+            delete_hub(self.hub, bootstrap=self.cfg.bootstrap, timeout=60)
+        except DurableKafkaError as exc:
+            self.say(f"  could not delete hub {self.hub}: {exc}")
 
     # ------------------------------------------------------------------ checking
     def _history(self) -> list[tuple[int, ev.HistoryRecord]]:
