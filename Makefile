@@ -10,7 +10,7 @@
 #   make cluster-down  stop them (the cluster tests in `make test` start it when needed)
 #   make cluster-status
 #   make chaos         the full broker-failure tests on the cluster (tests/chaos, minutes)
-#   make test          venv + broker-up + the whole pytest suite
+#   make test          venv + broker-up + the whole pytest suite (its cluster tests start the cluster)
 #   make test-unit     the tests that need no broker
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
