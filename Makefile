@@ -7,7 +7,12 @@
 #                      .state/kafka-secure (also for broker-down / broker-status; docs/SECURITY.md)
 #   make broker-down   stop it
 #   make broker-status
-#   make test          venv + broker-up + the whole pytest suite
+#   make cluster-up    start (or find) three KRaft nodes on 127.0.0.1:9292-9294 (controllers
+#                      9295-9297), state in .state/cluster; replication factor 3, min ISR 2
+#   make cluster-down  stop them (the cluster tests in `make test` start it when needed)
+#   make cluster-status
+#   make chaos         the full broker-failure tests on the cluster (tests/chaos, minutes)
+#   make test          venv + broker-up + the whole pytest suite (its cluster tests start the cluster)
 #   make test-unit     the tests that need no broker
 #   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1)
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
@@ -33,10 +38,15 @@ BROKER_STATE := $(STATE_DIR)/kafka
 BROKER_ARGS := --port $(KAFKA_PORT) --controller-port $(KAFKA_CONTROLLER_PORT) --state-dir $(BROKER_STATE)
 endif
 PYTEST_ARGS ?=
+CLUSTER_BASE_PORT ?= 9292
+CLUSTER := $(VENV_PY) -m durable_kafka.connectors.cluster
+CLUSTER_ARGS := --base-port $(CLUSTER_BASE_PORT) --state-dir $(STATE_DIR)/cluster
 
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export DURABLE_KAFKA_CLUSTER_BASE_PORT := $(CLUSTER_BASE_PORT)
 
-.PHONY: venv broker-up broker-down broker-status test test-unit clean-state
+.PHONY: venv broker-up broker-down broker-status cluster-up cluster-down cluster-status test test-unit \
+	chaos clean-state
 
 venv: $(VENV_STAMP)
 
@@ -57,6 +67,15 @@ broker-down: venv
 broker-status: venv
 	$(BROKER) status $(BROKER_ARGS)
 
+cluster-up: venv
+	$(CLUSTER) up $(CLUSTER_ARGS)
+
+cluster-down: venv
+	$(CLUSTER) down $(CLUSTER_ARGS)
+
+cluster-status: venv
+	$(CLUSTER) status $(CLUSTER_ARGS)
+
 # pytest's exit status is kept in .state/pytest.rc for .ci/run; 5 (no tests collected) fails.
 # tests/integration/test_security.py starts the SECURE=1 broker itself when it is not running.
 test: venv broker-up
@@ -67,6 +86,11 @@ test: venv broker-up
 
 test-unit: venv
 	$(VENV_PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
+
+# The full chaos runs (kill -9 of the busiest leader, of the active controller, a rolling
+# restart) under continuous load; the cluster is left running for the next run.
+chaos: venv cluster-up
+	$(VENV_PY) -m pytest -q -s --chaos tests/chaos $(PYTEST_ARGS)
 
 clean-state: broker-down
 	rm -rf $(BROKER_STATE)

@@ -114,6 +114,8 @@ class BrokerConfig:
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)
     #: SASL_SSL + ACLs instead of PLAINTEXT (connectors/broker_security.py)
     secure: bool = False
+    java_heap: tuple[str, ...] = JAVA_HEAP
+    """JVM heap flags; the three-node cluster (connectors/cluster.py) uses smaller ones."""
 
     def __post_init__(self) -> None:
         if self.port == self.controller_port:
@@ -266,7 +268,7 @@ def find_java() -> str:
 
 def _java_cmd(java: str, cfg: BrokerConfig, main: str, *args: str) -> list[str]:
     # The classpath wildcard 'lib/*' is expanded by java itself, not by a shell.
-    return [java, *JAVA_HEAP, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+    return [java, *cfg.java_heap, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={cfg.state_dir / 'logs'}",
             "-cp", str(cfg.lib_dir / "*"), main, *args]
@@ -276,8 +278,12 @@ def _java_cmd(java: str, cfg: BrokerConfig, main: str, *args: str) -> list[str]:
 # configuration and storage
 
 
-def server_properties(cfg: BrokerConfig) -> str:
-    """One combined broker+controller, every internal topic sized for a single node."""
+def server_properties(cfg: BrokerConfig, overrides: dict[str, str] | None = None) -> str:
+    """One combined broker+controller, every internal topic sized for a single node.
+
+    ``overrides`` replaces or adds settings: connectors/cluster.py uses it for the node id, the
+    three-voter quorum and the replication of internal topics, so both share every other value.
+    """
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -318,6 +324,7 @@ def server_properties(cfg: BrokerConfig) -> str:
     }
     if cfg.secure:
         settings.update(broker_security.server_settings(cfg.state_dir, HOST, cfg.port, cfg.controller_port))
+    settings.update(overrides or {})
     lines = ["# written by durable_kafka.connectors.broker on every `up`; edits are overwritten"]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -449,11 +456,12 @@ def status(cfg: BrokerConfig | None = None) -> BrokerStatus:
 # readiness: a transactional round trip
 
 
-def _ensure_probe_topic(bootstrap: str, timeout: float, security: dict[str, str]) -> None:
+def _ensure_probe_topic(bootstrap: str, timeout: float, security: dict[str, str],
+                        replication_factor: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _client_logger, **security})
     if PROBE_TOPIC in admin.list_topics(timeout=timeout).topics:
         return
-    futures = admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], operation_timeout=timeout)
+    futures = admin.create_topics([NewTopic(PROBE_TOPIC, 1, replication_factor)], operation_timeout=timeout)
     future = futures[PROBE_TOPIC]
     try:
         future.result(timeout=timeout)
@@ -462,16 +470,18 @@ def _ensure_probe_topic(bootstrap: str, timeout: float, security: dict[str, str]
             raise
 
 
-def round_trip(bootstrap: str, timeout: float = 15.0, security: dict[str, str] | None = None) -> None:
+def round_trip(bootstrap: str, timeout: float = 15.0, security: dict[str, str] | None = None,
+               replication_factor: int = 1) -> None:
     """Produce one record in a transaction and read it back with read_committed.
 
     Raises confluent-kafka's KafkaException (or BrokerError if the record never shows up);
     ``up`` retries until its deadline. The first call also creates __transaction_state and
     __consumer_offsets, so the first real test does not pay for that. ``security`` holds the
-    admin principal's settings on the secure broker.
+    admin principal's settings on the secure broker; ``replication_factor`` is the probe topic's
+    (a cluster probes through all of its nodes).
     """
     security = security or {}
-    _ensure_probe_topic(bootstrap, timeout, security)
+    _ensure_probe_topic(bootstrap, timeout, security, replication_factor)
     token = uuid.uuid4().hex.encode()
     producer = Producer({"bootstrap.servers": bootstrap, "logger": _client_logger,
                          "transactional.id": "durable-kafka-broker-probe", **security,

@@ -2,6 +2,7 @@
 
 Commands:
     topics create   --hub NAME [--partitions N] [--bootstrap ADDR] [--kafka-config FILE]
+                    [--replication-factor N] [--min-insync-replicas N]
     topics describe --hub NAME [--partitions N] [--bootstrap ADDR] [--kafka-config FILE]
     worker MODULE:ATTR [--kafka-config FILE]
     audit --hub NAME [--worker MODULE:ATTR] [--bootstrap ADDR] [--kafka-config FILE]
@@ -50,7 +51,9 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     from durable_kafka.streams.admin import ensure_topics
 
     bootstrap, config = kafka_settings(args)
-    created = ensure_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config)
+    created = ensure_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config,
+                            replication_factor=args.replication_factor,
+                            min_insync_replicas=args.min_insync_replicas)
     if created:
         print(f"created {len(created)} topics for hub {args.hub!r}:")
         for name in created:
@@ -84,7 +87,8 @@ def cmd_topics_describe(args: argparse.Namespace) -> int:
 
     bootstrap, config = kafka_settings(args)
     reports = describe_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config)
-    rows = [["topic", "key", "value schema(s)", "partitions exp/act", "cleanup", "retention", "status"]]
+    rows = [["topic", "key", "value schema(s)", "partitions exp/act", "rf", "min isr", "cleanup", "retention",
+             "status"]]
     for report in reports:
         spec = report.topic.spec
         actual = "-" if report.partitions is None else str(report.partitions)
@@ -97,6 +101,8 @@ def cmd_topics_describe(args: argparse.Namespace) -> int:
                 spec.key,
                 ", ".join(t.__name__ for t in spec.value_types),
                 f"{report.topic.partitions}/{actual}",
+                "-" if report.replication_factor is None else str(report.replication_factor),
+                "-" if report.min_insync_replicas is None else str(report.min_insync_replicas),
                 cleanup,
                 _retention_text(retention),
                 "ok" if report.ok else "; ".join(report.problems),
@@ -111,6 +117,10 @@ def _add_topics_commands(commands: argparse._SubParsersAction) -> None:
     actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create the hub's missing topics (idempotent)")
     _add_hub_arguments(create)
+    create.add_argument("--replication-factor", type=int, default=None,
+                        help="copies of each partition (default: 3 on three or more brokers, else one per broker)")
+    create.add_argument("--min-insync-replicas", type=int, default=None,
+                        help="copies that must acknowledge a write (default: 2 when the factor is 3+, else 1)")
     create.set_defaults(func=cmd_topics_create)
     describe = actions.add_parser("describe", help="compare the hub's catalog with the broker")
     _add_hub_arguments(describe)

@@ -59,6 +59,8 @@ class Worker:
       (docs/SECURITY.md). :meth:`start` checks the connection first and raises
       ``KafkaAuthenticationError``/``KafkaTlsError``/``KafkaConnectionError`` or
       ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
+      ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
+      default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
     """
 
     def __init__(
@@ -76,6 +78,8 @@ class Worker:
         stuck_after: float = 60.0,
         kafka_config: Mapping[str, Any] | None = None,
         static_membership: bool = True,
+        replication_factor: int | None = None,
+        min_insync_replicas: int | None = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -92,6 +96,8 @@ class Worker:
         self.store_options = store_options
         self.stuck_after = stuck_after
         self.static_membership = static_membership
+        self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -132,7 +138,9 @@ class Worker:
             # group would only wait): a typed error naming it, before anything is created
             check_connection(self.bootstrap, self.kafka_config, groups=self._groups())
             if self.create_topics:
-                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap, kafka_config=self.kafka_config)
+                ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
+                              replication_factor=self.replication_factor,
+                              min_insync_replicas=self.min_insync_replicas)
             self._started = True
             try:
                 self._start_parts()

@@ -734,7 +734,7 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> t
 
 
 _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError.OFFSET_NOT_AVAILABLE}
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:

@@ -19,9 +19,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 from durable_kafka.errors import BrokerError, PartitionCountMismatchError
 from durable_kafka.streams.config import admin_config, bootstrap_servers
 from durable_kafka.streams.connection import authorization_error
-from durable_kafka.streams.topics import DEFAULT_PARTITIONS, Topic, catalog
+from durable_kafka.streams.topics import DEFAULT_PARTITIONS, Durability, Topic, catalog, durability_for
 
-__all__ = ["TopicReport", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions"]
+__all__ = ["TopicReport", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions", "hub_durability"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class TopicReport:
     partitions: int | None = None
     cleanup_policy: str | None = None
     retention_ms: int | None = None
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -82,22 +84,48 @@ def _check_counts(topics: list[Topic], actual: dict[str, int]) -> None:
             raise PartitionCountMismatchError(topic.name, topic.partitions, count)
 
 
+def hub_durability(
+    admin: AdminClient,
+    timeout: float,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
+    bootstrap: str | None = None,
+) -> Durability:
+    """:func:`durability_for` the number of brokers the cluster's metadata lists right now.
+
+    The metadata lists live brokers only: with one of three down, new topics would get two
+    copies and min ISR 1, so that case is logged (and explicit arguments avoid it).
+    """
+    try:
+        brokers = len(admin.list_topics(timeout=timeout).brokers)
+    except KafkaException as exc:
+        raise _broker_error("reading cluster metadata", exc, bootstrap) from exc
+    chosen = durability_for(brokers, replication_factor, min_insync_replicas)
+    if brokers < 3 and replication_factor is None:
+        log.info("cluster lists %d broker(s): hub topics get replication factor %d, min.insync.replicas %d",
+                 brokers, chosen.replication_factor, chosen.min_insync_replicas)
+    return chosen
+
+
 def ensure_topics(
     hub: str,
     partitions: int = DEFAULT_PARTITIONS,
     bootstrap: str | None = None,
     timeout: float = 30,
-    replication_factor: int = -1,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
     *,
     kafka_config: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the missing topics of ``hub``; return the names created (empty when all existed).
 
     Raises ``PartitionCountMismatchError`` if any existing hub topic has another partition count
-    (checked before anything is created), ``InvalidHubNameError`` for a bad hub name and
-    ``BrokerError`` when the broker cannot be reached or refuses (``KafkaAuthorizationError``
-    naming the topic when an ACL forbids creating it). ``replication_factor=-1`` uses the
-    broker's ``default.replication.factor``. ``kafka_config``: resolved connection settings.
+    (checked before anything is created), ``InvalidHubNameError`` for a bad hub name,
+    ``ConfigurationError`` for a replication the cluster cannot give, and ``BrokerError`` when
+    the broker cannot be reached or refuses (``KafkaAuthorizationError`` naming the topic when an
+    ACL forbids creating it). By default the replication follows the cluster's size
+    (:func:`durability_for`: RF 3 and min ISR 2 from three brokers up); the arguments override
+    it. Existing topics are left as they are. ``kafka_config``: resolved connection settings.
     """
     topics = catalog(hub, partitions)
     admin = _admin(bootstrap, kafka_config)
@@ -108,9 +136,11 @@ def ensure_topics(
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
+    durability = hub_durability(admin, timeout, replication_factor, min_insync_replicas, bootstrap)
+    missing = [t for t in catalog(hub, partitions, durability) if t.name not in existing]
     futures = admin.create_topics(
         [
-            NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config=t.config)
+            NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config)
             for t in missing
         ],
         request_timeout=timeout,
@@ -127,7 +157,8 @@ def ensure_topics(
             raise _broker_error("create topic", exc, bootstrap, name) from exc
     _wait_visible(admin, topics, deadline, bootstrap)
     if created:
-        log.info("hub %s: created %d topics with %d partitions", hub, len(created), partitions)
+        log.info("hub %s: created %d topics with %d partitions, replication factor %d, min.insync.replicas %d",
+                 hub, len(created), partitions, durability.replication_factor, durability.min_insync_replicas)
     return [n for n in names if n in created]
 
 
@@ -156,6 +187,7 @@ def describe_topics(
     actual = existing_partitions(admin, [t.name for t in topics], timeout, bootstrap)
     present = [t for t in topics if t.name in actual]
     configs = _topic_configs(admin, [t.name for t in present], timeout, bootstrap)
+    replicas = _replication_factors(admin, [t.name for t in present], timeout, bootstrap)
     reports = []
     for topic in topics:
         if topic.name not in actual:
@@ -163,12 +195,15 @@ def describe_topics(
             continue
         config = configs.get(topic.name, {})
         retention = config.get("retention.ms")
+        min_isr = config.get("min.insync.replicas")
         report = TopicReport(
             topic,
             exists=True,
             partitions=actual[topic.name],
             cleanup_policy=config.get("cleanup.policy"),
             retention_ms=int(retention) if retention is not None else None,
+            replication_factor=replicas.get(topic.name),
+            min_insync_replicas=int(min_isr) if min_isr is not None else None,
         )
         report.problems = _problems(topic, report)
         reports.append(report)
@@ -185,6 +220,22 @@ def _problems(topic: Topic, report: TopicReport) -> list[str]:
     if expected_retention is not None and report.retention_ms != expected_retention:
         problems.append(f"retention.ms {report.retention_ms}, expected {expected_retention}")
     return problems
+
+
+def _replication_factors(
+    admin: AdminClient, names: list[str], timeout: float, bootstrap: str | None
+) -> dict[str, int]:
+    """The smallest replica count over each topic's partitions (what the topic was created with)."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise _broker_error("listing topics", exc, bootstrap) from exc
+    found = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.partitions:
+            found[name] = min(len(p.replicas) for p in topic.partitions.values())
+    return found
 
 
 def _topic_configs(

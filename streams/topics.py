@@ -18,11 +18,13 @@ from durable_kafka.streams import events
 __all__ = [
     "HUB_NAME_MAX_LENGTH",
     "DEFAULT_PARTITIONS",
+    "Durability",
     "TopicSpec",
     "Topic",
     "HubTopics",
     "SPECS",
     "catalog",
+    "durability_for",
     "validate_hub_name",
 ]
 
@@ -86,13 +88,67 @@ class TopicSpec:
 
 
 @dataclass(frozen=True)
+class Durability:
+    """How many copies of each hub partition the brokers keep, and how many must acknowledge.
+
+    ``min_insync_replicas`` is what makes ``acks=all`` (every durable-kafka producer) mean
+    something: with replication factor 3 and min ISR 2 an acknowledged record is on two brokers,
+    so losing any one broker loses nothing and stops nothing.
+    """
+
+    replication_factor: int
+    min_insync_replicas: int
+
+
+def _positive(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def durability_for(
+    brokers: int, replication_factor: int | None = None, min_insync_replicas: int | None = None
+) -> Durability:
+    """The replication of a hub's topics on a cluster of ``brokers`` brokers.
+
+    Defaults: three copies with two in sync when there are at least three brokers (one broker
+    may fail or restart without stopping writes), otherwise one copy per broker and min ISR 1
+    (a development broker or a pair, where min ISR 2 would stop all writes when one is down).
+    Explicit values win, but a factor above the broker count or a min ISR above the factor is
+    refused here: the broker would refuse the topic, or accept it and then refuse every write.
+    """
+    if isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1:
+        raise ConfigurationError(f"the cluster has no live broker (got {brokers!r})")
+    rf = _positive("replication factor", replication_factor)
+    min_isr = _positive("min.insync.replicas", min_insync_replicas)
+    if rf is None:
+        rf = min(3, brokers)
+    elif rf > brokers:
+        raise ConfigurationError(f"replication factor {rf} needs {rf} brokers, the cluster has {brokers}")
+    if min_isr is None:
+        min_isr = 2 if rf >= 3 else 1
+    elif min_isr > rf:
+        raise ConfigurationError(
+            f"min.insync.replicas {min_isr} is above the replication factor {rf}: every write would fail"
+        )
+    return Durability(rf, min_isr)
+
+
+@dataclass(frozen=True)
 class Topic:
-    """One concrete topic of a hub: full name, its spec, partition count and broker configs."""
+    """One concrete topic of a hub: full name, its spec, partition count and broker configs.
+
+    ``replication_factor`` is -1 (the broker's default) unless the catalog was given a
+    :class:`Durability`, which also puts ``min.insync.replicas`` into ``config``.
+    """
 
     name: str
     spec: TopicSpec
     partitions: int
     config: dict[str, str] = field(hash=False, compare=False)
+    replication_factor: int = -1
 
 
 SPECS: tuple[TopicSpec, ...] = (
@@ -177,19 +233,25 @@ def _check_partitions(partitions: int) -> int:
     return partitions
 
 
-def catalog(hub: str, partitions: int = DEFAULT_PARTITIONS) -> list[Topic]:
+def catalog(hub: str, partitions: int = DEFAULT_PARTITIONS, durability: Durability | None = None) -> list[Topic]:
     """Every topic of ``hub`` with ``partitions`` partitions each, in catalog order."""
     validate_hub_name(hub)
     _check_partitions(partitions)
-    return [
-        Topic(
-            name=f"{hub}.{spec.name_suffix}",
-            spec=spec,
-            partitions=partitions if spec.partitions == "hub" else spec.partitions,
-            config=spec.broker_config(),
+    topics = []
+    for spec in SPECS:
+        config = spec.broker_config()
+        if durability is not None:
+            config["min.insync.replicas"] = str(durability.min_insync_replicas)
+        topics.append(
+            Topic(
+                name=f"{hub}.{spec.name_suffix}",
+                spec=spec,
+                partitions=partitions if spec.partitions == "hub" else spec.partitions,
+                config=config,
+                replication_factor=durability.replication_factor if durability is not None else -1,
+            )
         )
-        for spec in SPECS
-    ]
+    return topics
 
 
 class HubTopics:
