@@ -11,10 +11,10 @@
 #                      9295-9297), state in .state/cluster; replication factor 3, min ISR 2
 #   make cluster-down  stop them (the cluster tests in `make test` start it when needed)
 #   make cluster-status
-#   make chaos         the full broker-failure tests on the cluster (tests/chaos, minutes)
 #   make test          venv + broker-up + the whole pytest suite (its cluster tests start the cluster)
 #   make test-unit     the tests that need no broker
-#   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1)
+#   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1), with the
+#                      full broker-failure runs on the cluster (minutes)
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
@@ -87,11 +87,6 @@ test: venv broker-up
 test-unit: venv
 	$(VENV_PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
 
-# The full chaos runs (kill -9 of the busiest leader, of the active controller, a rolling
-# restart) under continuous load; the cluster is left running for the next run.
-chaos: venv cluster-up
-	$(VENV_PY) -m pytest -q -s --chaos tests/chaos $(PYTEST_ARGS)
-
 clean-state: broker-down
 	rm -rf $(BROKER_STATE)
 
@@ -102,10 +97,12 @@ TIMER_SECONDS ?= 3
 .PHONY: demo aggregator bench bench-limit bench-entities bench-latency bench-recovery chaos soak
 
 # The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
-# to 0.2). Each scenario prints its one-line summary; see docs/RELIABILITY.md.
+# to 0.2), plus the full cluster runs (kill -9 of the busiest leader, of the active controller, a
+# rolling restart) under continuous load; the cluster is left running for the next run. Each
+# scenario prints its one-line summary; see docs/RELIABILITY.md.
 CHAOS_SCALE ?= 1
-chaos: venv broker-up
-	DK_CHAOS_SCALE=$(CHAOS_SCALE) $(VENV_PY) -m pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
+chaos: venv broker-up cluster-up
+	DK_CHAOS_SCALE=$(CHAOS_SCALE) $(VENV_PY) -m pytest -q -s --chaos tests/chaos $(PYTEST_ARGS)
 
 # make soak DURATION=20m KILL_EVERY=3m: mixed load at half the measured maximum, kill -9 loop,
 # RSS of every process over time, the lost/duplicated/stuck ledger at the end.

@@ -32,12 +32,17 @@ _quiet.addHandler(logging.NullHandler())
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--chaos", action="store_true", default=False,
-                     help="also collect tests/chaos (minutes of broker failures on the cluster; `make chaos`)")
+                     help="also collect the full cluster failure runs (tests/chaos/test_cluster_chaos.py: minutes "
+                          "of broker failures on the cluster; `make chaos`)")
+
+
+#: collected only with --chaos: the normal suite has scaled-down versions (tests/integration/test_cluster.py)
+FULL_ONLY = {CHAOS_DIR / "test_cluster_chaos.py"}
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """tests/chaos runs only with --chaos: `make test` keeps the scaled-down subset instead."""
-    if collection_path == CHAOS_DIR and not config.getoption("--chaos"):
+    """The full cluster runs need --chaos; the other chaos scenarios run scaled down in `make test`."""
+    if collection_path in FULL_ONLY and not config.getoption("--chaos"):
         return True
     return None
 
