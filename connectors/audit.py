@@ -24,6 +24,7 @@ from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.streams.topics import HubTopics
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class FoldedInstance:
     instance_id: str
     execution_id: str = ""
     name: str = ""
-    runtime_status: str = "PENDING"
+    runtime_status: OrchestrationStatus = OrchestrationStatus.PENDING
     output: str | None = None
     failure_message: str | None = None
     records: list[ev.HistoryRecord] = field(default_factory=list)
@@ -56,19 +57,19 @@ class AuditReport:
 
 _FOLD: dict[type, Callable[[FoldedInstance, Any], None]] = {
     ev.ExecutionStarted: lambda f, e: _restart(f, e),
-    ev.ExecutionSuspended: lambda f, e: setattr(f, "runtime_status", "SUSPENDED"),
-    ev.ExecutionResumed: lambda f, e: setattr(f, "runtime_status", "RUNNING"),
-    ev.ExecutionTerminated: lambda f, e: _end(f, "TERMINATED", e.input, None),
+    ev.ExecutionSuspended: lambda f, e: setattr(f, "runtime_status", OrchestrationStatus.SUSPENDED),
+    ev.ExecutionResumed: lambda f, e: setattr(f, "runtime_status", OrchestrationStatus.RUNNING),
+    ev.ExecutionTerminated: lambda f, e: _end(f, OrchestrationStatus.TERMINATED, e.input, None),
     ev.ExecutionCompleted: lambda f, e: _end(
         f, e.runtime_status, e.result, e.failure_details.message if e.failure_details else None),
 }
 
 
 def _restart(f: FoldedInstance, e: ev.ExecutionStarted) -> None:
-    f.name, f.runtime_status, f.output, f.failure_message = e.name, "RUNNING", None, None
+    f.name, f.runtime_status, f.output, f.failure_message = e.name, OrchestrationStatus.RUNNING, None, None
 
 
-def _end(f: FoldedInstance, status: str, output: str | None, failure: str | None) -> None:
+def _end(f: FoldedInstance, status: OrchestrationStatus, output: str | None, failure: str | None) -> None:
     f.runtime_status, f.output, f.failure_message = status, output, failure
 
 
@@ -173,9 +174,9 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
         if status.execution_id != f.execution_id:
             report.problems.append(f"{iid}: status is execution {status.execution_id}, history ends in {f.execution_id}")
             continue
-        if status.runtime_status != f.runtime_status and not (f.runtime_status == "RUNNING" and status.runtime_status == "PENDING"):
+        if status.runtime_status != f.runtime_status and not (f.runtime_status == OrchestrationStatus.RUNNING and status.runtime_status == OrchestrationStatus.PENDING):
             report.problems.append(f"{iid}: status says {status.runtime_status}, history folds to {f.runtime_status}")
-        if f.runtime_status in ("COMPLETED", "TERMINATED") and status.output != f.output:
+        if f.runtime_status in (OrchestrationStatus.COMPLETED, OrchestrationStatus.TERMINATED) and status.output != f.output:
             report.problems.append(f"{iid}: status output {status.output!r} != history output {f.output!r}")
         if orchestrators is not None:
             _replay(orchestrators, f, report)

@@ -20,8 +20,15 @@ from datetime import datetime, timedelta, timezone
 from types import GeneratorType
 from typing import Any
 
-from durable_kafka.errors import InvalidArgumentError, OrchestrationStateError, TaskFailedError
+from durable_kafka.entities import EntityInstanceId
+from durable_kafka.errors import (
+    InvalidArgumentError,
+    InvalidEntityIdError,
+    OrchestrationStateError,
+    TaskFailedError,
+)
 from durable_kafka.streams.events import EventRaised, FailureDetails
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import (
     CancellableTask,
     CompletableTask,
@@ -38,7 +45,6 @@ from .actions import (
     Action,
     CallEntityAction,
     CompleteOrchestration,
-    CompletionStatus,
     CreateSubOrchestration,
     CreateTimer,
     LockEntitiesAction,
@@ -84,11 +90,25 @@ def failure_details_of(ex: BaseException) -> FailureDetails:
 
 
 def entity_key(entity_id: Any) -> str:
-    """The ``@name@key`` string of an entity id (a string or an object whose str() is that)."""
+    """The canonical ``@name@key`` of an entity id (a string or an EntityInstanceId).
+
+    Entity names are case-insensitive (the key is not), as in Durable Task: the name is
+    lower-cased here exactly as the client and entity code do, so ``@Counter@c1`` from an
+    orchestration reaches the same entity as ``EntityInstanceId("Counter", "c1")``.
+    """
     text = str(entity_id)
     if not text.startswith("@") or text.count("@") < 2:
         raise InvalidArgumentError(f"entity id {text!r} is not of the form '@name@key'")
-    return text
+    try:
+        return str(EntityInstanceId.parse(text))
+    except InvalidEntityIdError as error:
+        raise InvalidArgumentError(str(error)) from None
+
+
+def fold_entity_name(entity_id: str) -> str:
+    """``entity_id`` with its name lower-cased, never raising (for ids read back from history)."""
+    name, sep, key = entity_id[1:].partition("@")
+    return f"@{name.lower()}@{key}" if entity_id.startswith("@") and sep else entity_id
 
 
 class RuntimeOrchestrationContext(OrchestrationContext):
@@ -116,7 +136,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._previous: Task[Any] | None = None
         self.custom_status: str | None = None
         self.started = False
-        self.status: CompletionStatus | None = None
+        self.status: OrchestrationStatus | None = None
         self.output: str | None = None
         self.failure: FailureDetails | None = None
         self._new_input: str | None = None
@@ -210,7 +230,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
 
     # ------------------------------------------------------------------ completion
 
-    def _finish(self, status: CompletionStatus) -> bool:
+    def _finish(self, status: OrchestrationStatus) -> bool:
         if self.is_done:
             return False
         self._exit_critical_section()
@@ -226,42 +246,42 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         except (TypeError, ValueError) as ex:
             self.set_failed(ex)
             return
-        if self._finish("COMPLETED"):
+        if self._finish(OrchestrationStatus.COMPLETED):
             self.output = encoded
 
     def set_failed(self, ex: BaseException | FailureDetails) -> None:
         """The code raised (or replay diverged): FAILED with the failure details."""
         details = ex if isinstance(ex, FailureDetails) else failure_details_of(ex)
-        if self._finish("FAILED"):
+        if self._finish(OrchestrationStatus.FAILED):
             self.failure = details
 
     def replace_end_with_failure(self, ex: BaseException) -> None:
         """Replay found the code ended where history goes on: the end becomes FAILED."""
-        self.status, self.output = "FAILED", None
+        self.status, self.output = OrchestrationStatus.FAILED, None
         self.failure = failure_details_of(ex)
 
     def set_terminated(self, output: str | None) -> None:
         """ExecutionTerminated arrived: TERMINATED with the given (JSON) output."""
-        if self._finish("TERMINATED"):
+        if self._finish(OrchestrationStatus.TERMINATED):
             self.output = output
 
     def completion_action(self) -> CompleteOrchestration:
         """The CompleteOrchestration action for the decided end (carry-over computed now)."""
         assert self.status is not None
-        if self.status != "CONTINUED_AS_NEW":
+        if self.status != OrchestrationStatus.CONTINUED_AS_NEW:
             return CompleteOrchestration(self.status, result=self.output, failure_details=self.failure)
         carry: list[EventRaised] = []
         if self._save_events:
             ordered = sorted(item for queue in self._buffered.values() for item in queue)
             carry = [event for _, event in ordered]
         return CompleteOrchestration(
-            "CONTINUED_AS_NEW", new_input=self._new_input, carryover_events=carry,
+            OrchestrationStatus.CONTINUED_AS_NEW, new_input=self._new_input, carryover_events=carry,
             save_events=self._save_events,
         )
 
     def keeps_late_events(self) -> bool:
         """True if events arriving after the end must still be buffered (continue_as_new + save_events)."""
-        return self.status == "CONTINUED_AS_NEW" and self._save_events
+        return self.status == OrchestrationStatus.CONTINUED_AS_NEW and self._save_events
 
     def take_new_actions(self) -> list[Action]:
         """Hand over the actions produced since the last call (completion last) and forget them."""
@@ -402,7 +422,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         if self.is_done:
             return
         encoded = dumps(new_input)
-        if self._finish("CONTINUED_AS_NEW"):
+        if self._finish(OrchestrationStatus.CONTINUED_AS_NEW):
             self._new_input = encoded
             self._save_events = save_events
 

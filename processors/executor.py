@@ -40,6 +40,7 @@ from durable_kafka.errors import (
 )
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import FailureDetails, HistoryEvent
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import RetryableTask, TimerTask, get_name
 
 from .actions import (
@@ -54,7 +55,7 @@ from .actions import (
     SignalEntityAction,
     UnlockEntityAction,
 )
-from .context import RuntimeOrchestrationContext, loads
+from .context import RuntimeOrchestrationContext, fold_entity_name, loads
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ExecutionResult:
     """
 
     actions: list[Action]
-    runtime_status: str
+    runtime_status: OrchestrationStatus
     custom_status: str | None = None
     output: str | None = None
     failure_details: FailureDetails | None = None
@@ -113,7 +114,7 @@ class ExecutionResult:
     @property
     def is_complete(self) -> bool:
         """True if this execution has ended (any end status)."""
-        return self.runtime_status in ("COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW")
+        return self.runtime_status.is_terminal or self.runtime_status == OrchestrationStatus.CONTINUED_AS_NEW
 
 
 # --------------------------------------------------------------------------- non-determinism checks
@@ -142,19 +143,19 @@ _EXPECTATIONS: dict[type, _Expectation] = {
     ),
     ev.EntityOperationSignaled: _Expectation(
         SignalEntityAction, "signal_entity",
-        lambda e: f"entity='{e.target_instance_id}', operation='{e.operation}'",
+        lambda e: f"entity='{fold_entity_name(e.target_instance_id)}', operation='{e.operation}'",
         lambda a: f"entity='{a.entity_id}', operation='{a.operation}'",
     ),
     ev.EntityOperationCalled: _Expectation(
         CallEntityAction, "call_entity",
-        lambda e: f"entity='{e.target_instance_id}', operation='{e.operation}'",
+        lambda e: f"entity='{fold_entity_name(e.target_instance_id)}', operation='{e.operation}'",
         lambda a: f"entity='{a.entity_id}', operation='{a.operation}'",
     ),
     ev.EntityLockRequested: _Expectation(
-        LockEntitiesAction, "lock_entities", lambda e: f"lock_set={list(e.lock_set)}", lambda a: f"lock_set={list(a.lock_set)}"
+        LockEntitiesAction, "lock_entities", lambda e: f"lock_set={sorted({fold_entity_name(x) for x in e.lock_set})}", lambda a: f"lock_set={sorted(a.lock_set)}"
     ),
     ev.EntityUnlockSent: _Expectation(
-        UnlockEntityAction, "unlock_entity", lambda e: f"entity='{e.target_instance_id}'", lambda a: f"entity='{a.entity_id}'"
+        UnlockEntityAction, "unlock_entity", lambda e: f"entity='{fold_entity_name(e.target_instance_id)}'", lambda a: f"entity='{a.entity_id}'"
     ),
 }
 
@@ -433,9 +434,9 @@ class LiveOrchestration:
         if ctx.status is not None:
             status = ctx.status
         elif not ctx.started:
-            status = "PENDING"
+            status = OrchestrationStatus.PENDING
         else:
-            status = "SUSPENDED" if self.suspended else "RUNNING"
+            status = OrchestrationStatus.SUSPENDED if self.suspended else OrchestrationStatus.RUNNING
         return ExecutionResult(
             actions=actions,
             runtime_status=status,

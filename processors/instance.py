@@ -25,15 +25,16 @@ from durable_kafka.streams.events import (
     InstanceStatus,
     OrchestratorMessage,
 )
+from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
 
 from . import store as keys
 
 log = logging.getLogger(__name__)
 
-RUNNING, PENDING, SUSPENDED = "RUNNING", "PENDING", "SUSPENDED"
-COMPLETED, FAILED, TERMINATED, CONTINUED_AS_NEW = "COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW"
-ACTIVE = frozenset({RUNNING, PENDING, SUSPENDED})
-TERMINAL = frozenset({COMPLETED, FAILED, TERMINATED})
+RUNNING, PENDING, SUSPENDED = OrchestrationStatus.RUNNING, OrchestrationStatus.PENDING, OrchestrationStatus.SUSPENDED
+COMPLETED, FAILED = OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED
+TERMINATED, CONTINUED_AS_NEW = OrchestrationStatus.TERMINATED, OrchestrationStatus.CONTINUED_AS_NEW
+ACTIVE = ACTIVE_STATUSES
 RECENT_IDS = 256  # redeliveries arrive within a batch or two; completions dedupe by open ids
 START_TIMER_ID = -1  # the timer that starts an instance scheduled with start_at
 MAX_CONTINUATIONS = 1000
@@ -192,7 +193,7 @@ class InstanceStep:
         body: ev.StartOrchestration = m.body
         h = self.s.header
         if h is not None and h.runtime_status in ACTIVE:
-            reason = f"an instance with id {self.iid!r} is already {h.runtime_status.lower()}"
+            reason = f"an instance with id {self.iid!r} is already {h.runtime_status.name.lower()}"
             self._reply(m, False, "InstanceAlreadyExistsError", reason)
             if body.parent_instance_id is not None and body.parent_task_id is not None:
                 self._send(body.parent_instance_id, ev.SubOrchestrationResult(
@@ -273,7 +274,7 @@ class InstanceStep:
             return
         if h.runtime_status in ACTIVE:
             self._reply(m, False, "InstanceNotTerminalError",
-                        f"instance {self.iid!r} is {h.runtime_status.lower()}; terminate it before purging")
+                        f"instance {self.iid!r} is {h.runtime_status.name.lower()}; terminate it before purging")
             return
         if m.body.recursive:
             for child in h.children:
@@ -510,7 +511,7 @@ class InstanceStep:
 
 @dataclass
 class _Failure:
-    status: str
+    status: OrchestrationStatus
     result: str | None
     failure_details: FailureDetails
 
