@@ -7,7 +7,8 @@
 #                      .state/kafka-secure (also for broker-down / broker-status; docs/SECURITY.md)
 #   make broker-down   stop it
 #   make broker-status
-#   make test          venv + broker-up + the whole pytest suite
+#   make lint          ruff, and mypy (strict on durable_kafka/ and processors/; pyproject.toml)
+#   make test          venv + broker-up + lint + the whole pytest suite
 #   make test-unit     the tests that need no broker
 #   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1)
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
@@ -36,7 +37,7 @@ PYTEST_ARGS ?=
 
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv broker-up broker-down broker-status test test-unit clean-state
+.PHONY: venv broker-up broker-down broker-status lint test test-unit clean-state
 
 venv: $(VENV_STAMP)
 
@@ -57,9 +58,20 @@ broker-down: venv
 broker-status: venv
 	$(BROKER) status $(BROKER_ARGS)
 
+# mypy cannot follow pyproject's package-dir mapping (streams/ -> durable_kafka.streams ...), so
+# it checks a tree of links under .state/typecheck laid out like the installed package.
+TYPECHECK := $(STATE_DIR)/typecheck
+lint: venv
+	$(VENV)/bin/ruff check .
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/durable_kafka
+	@for f in durable_kafka/*.py; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/durable_kafka/; done
+	@for d in streams processors connectors schemas; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/durable_kafka/$$d; done
+	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p durable_kafka
+
 # pytest's exit status is kept in .state/pytest.rc for .ci/run; 5 (no tests collected) fails.
 # tests/integration/test_security.py starts the SECURE=1 broker itself when it is not running.
-test: venv broker-up
+# lint runs first: a ruff or mypy finding fails the run before any test starts.
+test: venv broker-up lint
 	@mkdir -p $(STATE_DIR)
 	@$(VENV_PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > $(STATE_DIR)/pytest.rc; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \

@@ -24,6 +24,7 @@ from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
+from durable_kafka.processors.instance_state import InstanceState, apply_event
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.streams.topics import HubTopics
 
@@ -32,15 +33,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FoldedInstance:
-    """What the history says about one instance's latest execution."""
+    """What the history says about one instance's latest execution.
+
+    ``state`` is folded with the engine's own applier table
+    (:mod:`durable_kafka.processors.instance_state`), the one the live step and recovery use.
+    """
 
     instance_id: str
     execution_id: str = ""
-    name: str = ""
-    runtime_status: OrchestrationStatus = OrchestrationStatus.PENDING
-    output: str | None = None
-    failure_message: str | None = None
     records: list[ev.HistoryRecord] = field(default_factory=list)
+    state: InstanceState | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = InstanceState(instance_id=self.instance_id)
+
+    @property
+    def name(self) -> str:
+        return self.state.header.name if self.state is not None and self.state.header is not None else ""
+
+    @property
+    def runtime_status(self) -> OrchestrationStatus:
+        assert self.state is not None
+        return self.state.status
+
+    @property
+    def output(self) -> str | None:
+        header = self.state.header if self.state is not None else None
+        return header.output if header is not None else None
+
+    @property
+    def failure_message(self) -> str | None:
+        header = self.state.header if self.state is not None else None
+        return header.failure_details.message if header is not None and header.failure_details else None
 
 
 @dataclass
@@ -55,24 +80,6 @@ class AuditReport:
         return not self.problems
 
 
-_FOLD: dict[type, Callable[[FoldedInstance, Any], None]] = {
-    ev.ExecutionStarted: lambda f, e: _restart(f, e),
-    ev.ExecutionSuspended: lambda f, e: setattr(f, "runtime_status", OrchestrationStatus.SUSPENDED),
-    ev.ExecutionResumed: lambda f, e: setattr(f, "runtime_status", OrchestrationStatus.RUNNING),
-    ev.ExecutionTerminated: lambda f, e: _end(f, OrchestrationStatus.TERMINATED, e.input, None),
-    ev.ExecutionCompleted: lambda f, e: _end(
-        f, e.runtime_status, e.result, e.failure_details.message if e.failure_details else None),
-}
-
-
-def _restart(f: FoldedInstance, e: ev.ExecutionStarted) -> None:
-    f.name, f.runtime_status, f.output, f.failure_message = e.name, OrchestrationStatus.RUNNING, None, None
-
-
-def _end(f: FoldedInstance, status: OrchestrationStatus, output: str | None, failure: str | None) -> None:
-    f.runtime_status, f.output, f.failure_message = status, output, failure
-
-
 def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
     """Fold history records (topic order) into the latest execution of each instance."""
     out: dict[str, FoldedInstance] = {}
@@ -84,10 +91,10 @@ def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
             if rec.index != 0:
                 continue  # a late record of an older execution
             f.execution_id, f.records = rec.execution_id, []
+            f.state = InstanceState(instance_id=rec.instance_id)
         f.records.append(rec)
-        apply = _FOLD.get(type(rec.event))
-        if apply is not None:
-            apply(f, rec.event)
+        assert f.state is not None
+        apply_event(f.state, rec.event)
     return out
 
 

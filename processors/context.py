@@ -1,10 +1,12 @@
-"""The orchestration context the executor hands to orchestrator code, and its state.
+"""One running execution's state, and the ``ctx`` orchestrator code receives.
 
-:class:`RuntimeOrchestrationContext` is both the user-facing ``ctx`` and the state of one
-running execution: the generator, the sequence counter, the actions not yet handed to the
-processor, the tasks waiting for history events, buffered external events and the entity
-critical section. The executor (:mod:`.executor`) changes this state only by applying history
-events to it; orchestrator code changes it only by the ``ctx`` calls below.
+:class:`ExecutionState` is the engine's side: the generator, the sequence counter, the actions
+not yet handed to the processor, the tasks waiting for history events, buffered external events
+and the entity critical section. The executor (:mod:`.executor`) changes it by applying history
+events; orchestrator code changes it only through :class:`RuntimeOrchestrationContext`, a thin
+facade that exposes exactly the documented :class:`~durable_kafka.task.OrchestrationContext`
+API and none of the bookkeeping (user code cannot read or set the engine's attributes by
+accident).
 """
 
 from __future__ import annotations
@@ -111,10 +113,11 @@ def fold_entity_name(entity_id: str) -> str:
     return f"@{name.lower()}@{key}" if entity_id.startswith("@") and sep else entity_id
 
 
-class RuntimeOrchestrationContext(OrchestrationContext):
-    """``ctx`` for orchestrator code, and the state of one execution (see module docstring)."""
+class ExecutionState:
+    """The engine's state of one execution (see module docstring); never handed to user code."""
 
     def __init__(self, instance_id: str) -> None:
+        self.context = RuntimeOrchestrationContext(self)
         self._instance_id = instance_id
         self._parent_instance_id: str | None = None
         self.is_replaying_flag = True
@@ -190,7 +193,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def start(self, fn: Callable[..., Any], input_value: Any) -> None:
         """Call the orchestrator function; run a generator up to its first pending task."""
         self.started = True
-        result = fn(self, input_value)
+        result = fn(self.context, input_value)
         if not isinstance(result, GeneratorType):
             self.set_complete(result)
             return
@@ -479,7 +482,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._critical_section = section
         self._locked = set(lock_set)
         self._calls_outstanding.clear()
-        task.complete(EntityLock(self))
+        task.complete(EntityLock(self.context))
         return True
 
     def entity_call_done(self, request_id: str) -> tuple[CompletableTask[Any], str, str] | None:
@@ -507,3 +510,79 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._critical_section = None
         self._locked = set()
         self._calls_outstanding.clear()
+
+
+class RuntimeOrchestrationContext(OrchestrationContext):
+    """``ctx`` for orchestrator code: the documented API, delegated to its :class:`ExecutionState`."""
+
+    __slots__ = ("__execution",)
+
+    def __init__(self, execution: ExecutionState) -> None:
+        self.__execution = execution
+
+    @property
+    def instance_id(self) -> str:
+        return self.__execution.instance_id
+
+    @property
+    def parent_instance_id(self) -> str | None:
+        return self.__execution.parent_instance_id
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        return self.__execution.current_utc_datetime
+
+    @property
+    def is_replaying(self) -> bool:
+        return self.__execution.is_replaying
+
+    def set_custom_status(self, custom_status: Any) -> None:
+        self.__execution.set_custom_status(custom_status)
+
+    def create_timer(self, fire_at: datetime | timedelta) -> TimerTask:
+        return self.__execution.create_timer(fire_at)
+
+    def call_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> CompletableTask[Any]:
+        return self.__execution.call_activity(activity, input=input, retry_policy=retry_policy, tags=tags)
+
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> CompletableTask[Any]:
+        return self.__execution.call_sub_orchestrator(
+            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy)
+
+    def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
+        return self.__execution.wait_for_external_event(name)
+
+    def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
+        self.__execution.send_event(instance_id, event_name, data=data)
+
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
+        self.__execution.continue_as_new(new_input, save_events=save_events)
+
+    def new_uuid(self) -> str:
+        return self.__execution.new_uuid()
+
+    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> CompletableTask[Any]:
+        return self.__execution.call_entity(entity_id, operation, input)
+
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
+        self.__execution.signal_entity(entity_id, operation, input)
+
+    def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
+        return self.__execution.lock_entities(entity_ids)
+
+    def _exit_critical_section(self) -> None:
+        self.__execution._exit_critical_section()

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Message
 
 from durable_kafka.errors import CodecError
-from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
 from durable_kafka.streams.deadletter import dead_letter_for, misrouted_reason

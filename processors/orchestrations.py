@@ -36,9 +36,9 @@ from .instance import (
     Outcome,
     Topics,
     fail_instance,
-    open_ids_from_history,
     to_ms,
 )
+from .instance_state import recover_open_work
 from .executor import OrchestrationExecutor, OrchestratorRegistry
 from .runtime import Processor, Transaction
 
@@ -217,12 +217,13 @@ class OrchestrationHandler:
         self.stats["cache_misses"] += 1
         raw = txn.get(partition, keys.instance_key(iid))
         header = self.codec.decode(raw, expected=ev.InstanceHeader) if raw is not None else None
-        loaded = Loaded(partition=partition, header=header)
+        loaded = Loaded(instance_id=iid, partition=partition, header=header)
         self._history_cache = _LazyHistory(self, txn, partition)
         if header is not None and header.runtime_status in ACTIVE:
-            history = self._history_cache[(iid, header.execution_id)]
-            loaded.open_tasks, loaded.open_timers, loaded.open_requests = open_ids_from_history(history)
-            loaded.locks = _held_locks(history)
+            # the open work is not stored apart: fold it from history with the live step's appliers
+            folded = recover_open_work(iid, self._history_cache[(iid, header.execution_id)])
+            loaded.open_tasks, loaded.open_timers = folded.open_tasks, folded.open_timers
+            loaded.open_requests, loaded.locks = folded.open_requests, folded.locks
             if header.runtime_status == PENDING and header.pending:
                 first = header.pending[0].event
                 if isinstance(first, ev.ExecutionStarted) and first.scheduled_start_at is not None:
@@ -341,12 +342,3 @@ class _LazyHistory:
             self._memo[key] = self.h.load_history(self.txn, self.p, *key)
         return self._memo[key]
 
-
-def _held_locks(history: list[HistoryEvent]) -> list[str]:
-    held: list[str] = []
-    for e in history:
-        if isinstance(e, ev.EntityLockRequested):
-            held = list(e.lock_set)
-        elif isinstance(e, ev.EntityUnlockSent) and e.target_instance_id in held:
-            held.remove(e.target_instance_id)
-    return held

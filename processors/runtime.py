@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
 
-from durable_kafka.errors import PayloadTooLargeError, ProcessorStuckError
+from durable_kafka.errors import ProcessorStuckError
 from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
