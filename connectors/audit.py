@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
 from durable_kafka.processors.instance_state import InstanceState, apply_event
+from durable_kafka.streams.reading import read_to_end, watermarks
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.streams.topics import HubTopics
 
@@ -113,27 +114,17 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
                                         **{"fetch.wait.max.ms": 10}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = sorted(meta.partitions)
-        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
-        pending = {p: hi for p, (lo, hi) in bounds.items() if hi > lo}
-        consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in pending])
+        bounds = {p: watermarks(consumer, TopicPartition(topic, p)) for p in meta.partitions}
         out: list[Any] = []
-        total, last = sum(hi - bounds[p][0] for p, hi in pending.items()), time.monotonic()
-        while pending:
-            m = consumer.poll(0.2)
-            if m is not None:
-                if m.error() is None:
-                    try:
-                        out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
-                    except CodecError as exc:
-                        if on_undecodable is None:
-                            raise
-                        on_undecodable(m, exc)
-                elif m.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(m.error()))
-            for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
-                if tp.offset >= pending[tp.partition]:
-                    del pending[tp.partition]
+        total, last = sum(hi - lo for lo, hi in bounds.values()), time.monotonic()
+        for batch in read_to_end(consumer, topic, bounds, poll_timeout=0.2):
+            for m in batch:
+                try:
+                    out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                except CodecError as exc:
+                    if on_undecodable is None:
+                        raise
+                    on_undecodable(m, exc)
             if progress and time.monotonic() - last > 2:
                 print(f"  {topic}: {len(out)}/{total} records read", file=sys.stderr, flush=True)
                 last = time.monotonic()
