@@ -15,6 +15,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message
@@ -34,12 +35,11 @@ from .instance import (
     Outcome,
     Topics,
     fail_instance,
-    to_ms,
 )
-from .instance_state import recover_open_work
+from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
 from .runtime import Processor, Transaction
-from .shell import KeyedHandlerShell, Writes
+from .shell import KeyedHandlerShell, Writes, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class OrchestrationHandler(KeyedHandlerShell):
     def on_undecodable(self, txn: Transaction, rec: Message, key: str | None, exc: CodecError,
                        now: datetime) -> None:
         if key is not None and self.routed_here(rec, key):  # its instance cannot go on: it fails
-            self._fail(txn, rec.partition(), key, now, FailureDetails(
+            self._fail(txn, partition_of(rec), key, now, FailureDetails(
                 f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
 
     def has_due_work(self, now_ms: int) -> bool:
@@ -113,8 +113,8 @@ class OrchestrationHandler(KeyedHandlerShell):
 
     # ------------------------------------------------------------------ one instance
     def _run_instance(self, txn: Transaction, partition: int, iid: str, now: datetime, *,
-                      msgs: list[OrchestratorMessage] = (), raws: list[Message] = (),
-                      timers: list[ev.TimerRecord] = ()) -> None:
+                      msgs: Sequence[OrchestratorMessage] = (), raws: Sequence[Message] = (),
+                      timers: Sequence[ev.TimerRecord] = ()) -> None:
         self.touch(iid)
         try:
             loaded = self._load(txn, partition, iid)
@@ -152,7 +152,7 @@ class OrchestrationHandler(KeyedHandlerShell):
                             action_to_event=self.action_to_event)
 
     def _fail_new(self, txn: Transaction, partition: int, iid: str, now: datetime,
-                  msgs: list[OrchestratorMessage], raws: list[Message], exc: PayloadTooLargeError) -> bool:
+                  msgs: Sequence[OrchestratorMessage], raws: Sequence[Message], exc: PayloadTooLargeError) -> bool:
         """Run a step that created an instance again, with code that fails at once with ``exc``.
 
         An instance that did not exist before this step has no state to fail; replaying the
@@ -178,7 +178,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         return True
 
     def _load(self, txn: Transaction, partition: int, iid: str) -> Loaded:
-        cached = self.cache.get(iid)
+        cached: Loaded | None = self.cache.get(iid)
         if cached is not None:
             self.cache.move_to_end(iid)
             self.stats["cache_hits"] += 1

@@ -81,7 +81,7 @@ class KeyedHandlerShell:
                 self.dead_letter(txn, rec, misrouted_reason(rec, key, self.proc.source_partition_count()),
                                  "MisroutedRecordError", key)
                 continue
-            groups.setdefault((_partition(rec), key), []).append((rec, msg))
+            groups.setdefault((partition_of(rec), key), []).append((rec, msg))
         for (partition, key), items in groups.items():
             self.run_key(txn, partition, key, now, [m for _, m in items], [r for r, _ in items])
 
@@ -91,7 +91,7 @@ class KeyedHandlerShell:
         A record on another partition (a producer that keyed it by something else, or used
         another partitioner) would create a second, divergent copy of the key's state there.
         """
-        return partition_for(key.encode("utf-8"), self.proc.source_partition_count()) == _partition(rec)
+        return partition_for(key.encode("utf-8"), self.proc.source_partition_count()) == partition_of(rec)
 
     def touch(self, key: str) -> None:
         """``key`` is being changed by the open transaction (its cached state may not survive an abort)."""
@@ -151,7 +151,7 @@ class KeyedHandlerShell:
         txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
 
 
-def _partition(rec: Message) -> int:
+def partition_of(rec: Message) -> int:
     """The partition of a consumed record (always set on one; typed Optional by confluent-kafka)."""
     partition = rec.partition()
     assert partition is not None
