@@ -11,7 +11,8 @@
 #                      9295-9297), state in .state/cluster; replication factor 3, min ISR 2
 #   make cluster-down  stop them (the cluster tests in `make test` start it when needed)
 #   make cluster-status
-#   make test          venv + broker-up + the whole pytest suite (its cluster tests start the cluster)
+#   make lint          ruff, and mypy (strict on durable_kafka/ and processors/; pyproject.toml)
+#   make test          venv + broker-up + lint + the whole pytest suite (its cluster tests start the cluster)
 #   make test-unit     the tests that need no broker
 #   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1), with the
 #                      full broker-failure runs on the cluster (minutes)
@@ -45,7 +46,7 @@ CLUSTER_ARGS := --base-port $(CLUSTER_BASE_PORT) --state-dir $(STATE_DIR)/cluste
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export DURABLE_KAFKA_CLUSTER_BASE_PORT := $(CLUSTER_BASE_PORT)
 
-.PHONY: venv broker-up broker-down broker-status cluster-up cluster-down cluster-status test test-unit \
+.PHONY: venv broker-up broker-down broker-status cluster-up cluster-down cluster-status lint test test-unit \
 	chaos clean-state
 
 venv: $(VENV_STAMP)
@@ -76,9 +77,20 @@ cluster-down: venv
 cluster-status: venv
 	$(CLUSTER) status $(CLUSTER_ARGS)
 
+# mypy cannot follow pyproject's package-dir mapping (streams/ -> durable_kafka.streams ...), so
+# it checks a tree of links under .state/typecheck laid out like the installed package.
+TYPECHECK := $(STATE_DIR)/typecheck
+lint: venv
+	$(VENV)/bin/ruff check .
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/durable_kafka
+	@for f in durable_kafka/*.py; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/durable_kafka/; done
+	@for d in streams processors connectors schemas; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/durable_kafka/$$d; done
+	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p durable_kafka
+
 # pytest's exit status is kept in .state/pytest.rc for .ci/run; 5 (no tests collected) fails.
 # tests/integration/test_security.py starts the SECURE=1 broker itself when it is not running.
-test: venv broker-up
+# lint runs first: a ruff or mypy finding fails the run before any test starts.
+test: venv broker-up lint
 	@mkdir -p $(STATE_DIR)
 	@$(VENV_PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; echo $$rc > $(STATE_DIR)/pytest.rc; \
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; \

@@ -499,7 +499,7 @@ def report(args: argparse.Namespace, selected: set[str], ours: Figures, peer: Fi
             ["failed or wrong output", fmt(ours.hello_failures), fmt(p.hello_failures) if peer else "–", "", "", ""],
         ]))
         if ours.hello_records:
-            out.append(f"\nKafka records per HelloSequence5 orchestration (durable-kafka):\n")
+            out.append("\nKafka records per HelloSequence5 orchestration (durable-kafka):\n")
             out.append(records_table(ours.hello_records, args.instances, "orchestration"))
     if "latency" in selected:
         out.append(f"\n### HelloSequence5 latency (one at a time, {args.latency_runs} runs after "
@@ -527,7 +527,7 @@ def report(args: argparse.Namespace, selected: set[str], ours: Figures, peer: Fi
              " / ".join(f"{x:.2f}" for x in p.fanout_runs) or "–", "", "", ""],
         ]))
         if ours.fanout_records:
-            out.append(f"\nKafka records per fanned-out activity (durable-kafka):\n")
+            out.append("\nKafka records per fanned-out activity (durable-kafka):\n")
             out.append(records_table(ours.fanout_records, args.fanout, "activity"))
     if "timers" in selected:
         out.append(f"\n### {args.timers:,} instances waiting on a durable timer (fresh worker)\n")

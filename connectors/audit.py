@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
+from durable_kafka.processors.instance_state import InstanceState, apply_event
+from durable_kafka.streams.reading import read_to_end, watermarks
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.streams.topics import HubTopics
 
 log = logging.getLogger(__name__)
@@ -31,15 +34,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FoldedInstance:
-    """What the history says about one instance's latest execution."""
+    """What the history says about one instance's latest execution.
+
+    ``state`` is folded with the engine's own applier table
+    (:mod:`durable_kafka.processors.instance_state`), the one the live step and recovery use.
+    """
 
     instance_id: str
     execution_id: str = ""
-    name: str = ""
-    runtime_status: str = "PENDING"
-    output: str | None = None
-    failure_message: str | None = None
     records: list[ev.HistoryRecord] = field(default_factory=list)
+    state: InstanceState | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = InstanceState(instance_id=self.instance_id)
+
+    @property
+    def name(self) -> str:
+        return self.state.header.name if self.state is not None and self.state.header is not None else ""
+
+    @property
+    def runtime_status(self) -> OrchestrationStatus:
+        assert self.state is not None
+        return self.state.status
+
+    @property
+    def output(self) -> str | None:
+        header = self.state.header if self.state is not None else None
+        return header.output if header is not None else None
+
+    @property
+    def failure_message(self) -> str | None:
+        header = self.state.header if self.state is not None else None
+        return header.failure_details.message if header is not None and header.failure_details else None
 
 
 @dataclass
@@ -54,24 +81,6 @@ class AuditReport:
         return not self.problems
 
 
-_FOLD: dict[type, Callable[[FoldedInstance, Any], None]] = {
-    ev.ExecutionStarted: lambda f, e: _restart(f, e),
-    ev.ExecutionSuspended: lambda f, e: setattr(f, "runtime_status", "SUSPENDED"),
-    ev.ExecutionResumed: lambda f, e: setattr(f, "runtime_status", "RUNNING"),
-    ev.ExecutionTerminated: lambda f, e: _end(f, "TERMINATED", e.input, None),
-    ev.ExecutionCompleted: lambda f, e: _end(
-        f, e.runtime_status, e.result, e.failure_details.message if e.failure_details else None),
-}
-
-
-def _restart(f: FoldedInstance, e: ev.ExecutionStarted) -> None:
-    f.name, f.runtime_status, f.output, f.failure_message = e.name, "RUNNING", None, None
-
-
-def _end(f: FoldedInstance, status: str, output: str | None, failure: str | None) -> None:
-    f.runtime_status, f.output, f.failure_message = status, output, failure
-
-
 def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
     """Fold history records (topic order) into the latest execution of each instance."""
     out: dict[str, FoldedInstance] = {}
@@ -83,10 +92,10 @@ def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
             if rec.index != 0:
                 continue  # a late record of an older execution
             f.execution_id, f.records = rec.execution_id, []
+            f.state = InstanceState(instance_id=rec.instance_id)
         f.records.append(rec)
-        apply = _FOLD.get(type(rec.event))
-        if apply is not None:
-            apply(f, rec.event)
+        assert f.state is not None
+        apply_event(f.state, rec.event)
     return out
 
 
@@ -105,27 +114,17 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
                                         **{"fetch.wait.max.ms": 10}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = sorted(meta.partitions)
-        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
-        pending = {p: hi for p, (lo, hi) in bounds.items() if hi > lo}
-        consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in pending])
+        bounds = {p: watermarks(consumer, TopicPartition(topic, p)) for p in meta.partitions}
         out: list[Any] = []
-        total, last = sum(hi - bounds[p][0] for p, hi in pending.items()), time.monotonic()
-        while pending:
-            m = consumer.poll(0.2)
-            if m is not None:
-                if m.error() is None:
-                    try:
-                        out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
-                    except CodecError as exc:
-                        if on_undecodable is None:
-                            raise
-                        on_undecodable(m, exc)
-                elif m.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(m.error()))
-            for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
-                if tp.offset >= pending[tp.partition]:
-                    del pending[tp.partition]
+        total, last = sum(hi - lo for lo, hi in bounds.values()), time.monotonic()
+        for batch in read_to_end(consumer, topic, bounds, poll_timeout=0.2):
+            for m in batch:
+                try:
+                    out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                except CodecError as exc:
+                    if on_undecodable is None:
+                        raise
+                    on_undecodable(m, exc)
             if progress and time.monotonic() - last > 2:
                 print(f"  {topic}: {len(out)}/{total} records read", file=sys.stderr, flush=True)
                 last = time.monotonic()
@@ -173,9 +172,9 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
         if status.execution_id != f.execution_id:
             report.problems.append(f"{iid}: status is execution {status.execution_id}, history ends in {f.execution_id}")
             continue
-        if status.runtime_status != f.runtime_status and not (f.runtime_status == "RUNNING" and status.runtime_status == "PENDING"):
+        if status.runtime_status != f.runtime_status and not (f.runtime_status == OrchestrationStatus.RUNNING and status.runtime_status == OrchestrationStatus.PENDING):
             report.problems.append(f"{iid}: status says {status.runtime_status}, history folds to {f.runtime_status}")
-        if f.runtime_status in ("COMPLETED", "TERMINATED") and status.output != f.output:
+        if f.runtime_status in (OrchestrationStatus.COMPLETED, OrchestrationStatus.TERMINATED) and status.output != f.output:
             report.problems.append(f"{iid}: status output {status.output!r} != history output {f.output!r}")
         if orchestrators is not None:
             _replay(orchestrators, f, report)

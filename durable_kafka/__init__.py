@@ -35,16 +35,16 @@ from durable_kafka.worker import Worker
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 
-__all__ = sorted([
+__all__ = [
     "ActivityContext",
     "CleanEntityStorageResult",
+    "Client",
     "DurableEntity",
+    "DurableKafkaError",
     "EntityContext",
     "EntityInstanceId",
     "EntityMetadata",
     "EntityQuery",
-    "Client",
-    "DurableKafkaError",
     "FailureDetails",
     "InstanceAlreadyExistsError",
     "InstanceNotFoundError",
@@ -64,4 +64,4 @@ __all__ = sorted([
     "task",
     "when_all",
     "when_any",
-])
+]

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 TState = TypeVar("TState")
 
 _DELIVERY_TIMEOUT = 30.0
-_TERMINAL = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
 
 
 class EntityMetadata:
@@ -261,7 +260,7 @@ class EntityClientMixin:
             owner_gone = False
             if release_orphaned_locks and s.lock_owner is not None:
                 owner = self._status.get(s.lock_owner)
-                owner_gone = owner is None or owner.runtime_status in _TERMINAL
+                owner_gone = owner is None or owner.runtime_status.is_terminal
                 if owner_gone:
                     self._send_entity_message(s.entity_id, UnlockEntity(
                         critical_section_id=s.critical_section_id or "", parent_instance_id=s.lock_owner), True)

@@ -14,7 +14,7 @@ import time
 
 from confluent_kafka import TopicPartition
 
-from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partition_eof
+from durable_kafka._client_kafka import Metadata, is_partition_eof
 from durable_kafka.errors import CodecError, TimeoutError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.events import HistoryEvent, HistoryRecord

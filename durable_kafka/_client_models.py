@@ -11,31 +11,21 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 from durable_kafka.errors import InvalidArgumentError, OrchestrationFailedError
 from durable_kafka.streams.events import FailureDetails, InstanceStatus
+from durable_kafka.streams.status import TERMINAL_STATUSES, OrchestrationStatus
 
-
-class OrchestrationStatus(Enum):
-    """The runtime status of an orchestration instance (the names used on ``<hub>.status``)."""
-
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    TERMINATED = "TERMINATED"
-    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
-    PENDING = "PENDING"
-    SUSPENDED = "SUSPENDED"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-TERMINAL_STATUSES = frozenset(
-    {OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED, OrchestrationStatus.TERMINATED}
-)
+__all__ = [
+    "TERMINAL_STATUSES",
+    "OrchestrationQuery",
+    "OrchestrationState",
+    "OrchestrationStatus",
+    "PurgeInstancesResult",
+    "page_of",
+    "state_from_status",
+]
 
 
 @dataclass
@@ -105,8 +95,8 @@ def _loads(text: str | None) -> Any:
 def state_from_status(status: InstanceStatus, *, fetch_payloads: bool) -> OrchestrationState:
     """Turn a status snapshot into the public state, leaving payloads out unless asked for."""
     try:
-        runtime_status = OrchestrationStatus[status.runtime_status]
-    except KeyError:
+        runtime_status = OrchestrationStatus(status.runtime_status)
+    except ValueError:
         raise InvalidArgumentError(
             f"instance {status.instance_id!r} has unknown runtime status {status.runtime_status!r}"
         ) from None
@@ -181,7 +171,7 @@ def _matches(status: InstanceStatus, query: OrchestrationQuery) -> bool:
         return False
     if query.created_time_to is not None and created > _as_utc(query.created_time_to):
         return False
-    if query.runtime_status and status.runtime_status not in {s.name for s in query.runtime_status}:
+    if query.runtime_status and status.runtime_status not in query.runtime_status:
         return False
     prefix = query.instance_id_prefix
     return prefix is None or status.instance_id.startswith(prefix)

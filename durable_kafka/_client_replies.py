@@ -13,7 +13,7 @@ import threading
 
 from confluent_kafka import Consumer, TopicPartition
 
-from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partition_eof
+from durable_kafka._client_kafka import Metadata, is_partition_eof
 from durable_kafka.errors import BrokerError, ClientError, CodecError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for

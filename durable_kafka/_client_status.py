@@ -16,10 +16,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from durable_kafka._client_kafka import Metadata, assigned_consumer, is_partition_eof
+from durable_kafka._client_kafka import Metadata, is_partition_eof
 from durable_kafka.errors import BrokerError, ClientError, CodecError, TimeoutError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
@@ -105,7 +106,7 @@ class StatusCache:
         finally:
             consumer.close()
 
-    def _apply(self, messages: list) -> None:
+    def _apply(self, messages: list[Any]) -> None:  # confluent-kafka Messages (accessors typed Optional)
         updates: list[tuple[str, InstanceStatus | EntityState | None]] = []
         consumed: dict[int, int] = {}
         for message in messages:
@@ -135,11 +136,15 @@ class StatusCache:
             updates.append((key.decode("utf-8", "replace"), status))
         with self._condition:
             for instance_id, status in updates:
-                table = self._entities if instance_id.startswith("@") else self._statuses
-                if status is None:
-                    table.pop(instance_id, None)
-                else:
-                    table[instance_id] = status
+                if instance_id.startswith("@"):
+                    if status is None:
+                        self._entities.pop(instance_id, None)
+                    elif isinstance(status, EntityState):
+                        self._entities[instance_id] = status
+                elif status is None:
+                    self._statuses.pop(instance_id, None)
+                elif isinstance(status, InstanceStatus):
+                    self._statuses[instance_id] = status
             for partition, offset in consumed.items():
                 if offset > self._consumed.get(partition, 0):
                     self._consumed[partition] = offset

@@ -321,7 +321,7 @@ class Client(EntityClientMixin):
         """Wait until the instance exists and is no longer PENDING; TimeoutError otherwise."""
         return self._wait(
             instance_id,
-            lambda s: s.runtime_status != OrchestrationStatus.PENDING.name,
+            lambda s: s.runtime_status != OrchestrationStatus.PENDING,
             "start",
             fetch_payloads,
             timeout,
@@ -331,9 +331,8 @@ class Client(EntityClientMixin):
         self, instance_id: str, *, fetch_payloads: bool = True, timeout: float = 60
     ) -> OrchestrationState:
         """Wait until the instance is COMPLETED, FAILED or TERMINATED; TimeoutError otherwise."""
-        terminal = {status.name for status in TERMINAL_STATUSES}
         return self._wait(
-            instance_id, lambda s: s.runtime_status in terminal, "complete", fetch_payloads, timeout
+            instance_id, lambda s: s.runtime_status in TERMINAL_STATUSES, "complete", fetch_payloads, timeout
         )
 
     def _wait(

@@ -39,6 +39,7 @@ Callers catch the narrowest class they can act on; the messages name the specifi
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 
@@ -148,7 +149,7 @@ class PayloadTooLargeError(ClientError, ValueError):
             "(Kafka's message.max.bytes); pass large data by reference (a URL or a storage key)")
 
 
-class TimeoutError(ClientError, TimeoutError):  # noqa: A001 - deliberate: also a builtin TimeoutError
+class TimeoutError(ClientError, builtins.TimeoutError):  # noqa: A001 - deliberate: also the builtin one
     """Waiting for an instance took longer than the caller allowed."""
 
 

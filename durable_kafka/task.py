@@ -83,7 +83,8 @@ class Task(ABC, Generic[T]):
             raise ValueError("The task has not completed.")
         if self._exception is not None:
             raise self._exception
-        return self._result
+        result: T = self._result
+        return result
 
     def get_exception(self) -> OrchestrationError:
         """The failure of a failed task; ValueError if it did not fail."""
@@ -394,7 +395,7 @@ class ActivityContext:
         return self._task_id
 
 
-class ReplaySafeLogger(logging.LoggerAdapter):
+class ReplaySafeLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger that drops records while the orchestrator is replaying history.
 
     Orchestrator code runs again on every replay; without this each log line would repeat once
@@ -408,7 +409,7 @@ class ReplaySafeLogger(logging.LoggerAdapter):
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
         if self._is_replaying():
             return False
-        return self.logger.isEnabledFor(level)
+        return bool(self.logger.isEnabledFor(level))
 
 
 class EntityLock:
@@ -430,6 +431,8 @@ class OrchestrationContext(ABC):
     Time comes from history (``current_utc_datetime``), ids from ``new_uuid``; every method that
     schedules work returns a task to ``yield``.
     """
+
+    __slots__ = ()
 
     @property
     @abstractmethod

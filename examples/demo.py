@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import timedelta
 
-from durable_kafka import Client, OrchestrationContext, Worker, task
+from durable_kafka import Client, OrchestrationContext, OrchestrationStatus, Worker, task
 
 
 def ActivityFunction1(ctx: task.ActivityContext, name: str) -> str:  # noqa: N802 - the seed's names
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             if seen != last:
                 print(f"{time.monotonic() - began:6.2f}s  {state.runtime_status.name:<10} custom_status={state.serialized_custom_status}")
                 last = seen
-            if state and state.runtime_status.name in ("COMPLETED", "FAILED", "TERMINATED"):
+            if state and state.runtime_status.is_terminal:
                 break
             time.sleep(0.05)
         state = client.wait_for_orchestration_completion(instance_id, timeout=5)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = history[0].timestamp if history else None
         for e in history:
             print(f"  +{(e.timestamp - t0).total_seconds():7.3f}s  {describe(e)}")
-        return 0 if state.runtime_status.name == "COMPLETED" else 1
+        return 0 if state.runtime_status == OrchestrationStatus.COMPLETED else 1
 
 
 if __name__ == "__main__":

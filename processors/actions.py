@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Union
+from typing import Union
 
 from durable_kafka.streams.events import (
     ContinueAsNew,
@@ -29,8 +29,7 @@ from durable_kafka.streams.events import (
     TaskScheduled,
     TimerCreated,
 )
-
-CompletionStatus = Literal["COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW"]
+from durable_kafka.streams.status import OrchestrationStatus
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class CompleteOrchestration:
     (CONTINUED_AS_NEW with ``save_events=True``).
     """
 
-    status: CompletionStatus
+    status: OrchestrationStatus  # COMPLETED, FAILED, TERMINATED or CONTINUED_AS_NEW
     result: str | None = None
     failure_details: FailureDetails | None = None
     new_input: str | None = None
@@ -207,13 +206,17 @@ def _complete(a: CompleteOrchestration, ts: datetime, iid: str | None) -> Histor
     return _COMPLETION_EVENTS[a.status](a, ts)
 
 
-_COMPLETION_EVENTS: dict[str, Callable[[CompleteOrchestration, datetime], HistoryEvent]] = {
-    "COMPLETED": lambda a, ts: ExecutionCompleted(-1, ts, runtime_status="COMPLETED", result=a.result),
-    "FAILED": lambda a, ts: ExecutionCompleted(
-        -1, ts, runtime_status="FAILED", failure_details=a.failure_details
+_COMPLETION_EVENTS: dict[OrchestrationStatus, Callable[[CompleteOrchestration, datetime], HistoryEvent]] = {
+    OrchestrationStatus.COMPLETED: lambda a, ts: ExecutionCompleted(
+        -1, ts, runtime_status=OrchestrationStatus.COMPLETED, result=a.result
     ),
-    "TERMINATED": lambda a, ts: ExecutionTerminated(-1, ts, input=a.result),
-    "CONTINUED_AS_NEW": lambda a, ts: ContinueAsNew(-1, ts, input=a.new_input, save_events=a.save_events),
+    OrchestrationStatus.FAILED: lambda a, ts: ExecutionCompleted(
+        -1, ts, runtime_status=OrchestrationStatus.FAILED, failure_details=a.failure_details
+    ),
+    OrchestrationStatus.TERMINATED: lambda a, ts: ExecutionTerminated(-1, ts, input=a.result),
+    OrchestrationStatus.CONTINUED_AS_NEW: lambda a, ts: ContinueAsNew(
+        -1, ts, input=a.new_input, save_events=a.save_events
+    ),
 }
 
 _ACTION_EVENTS: dict[type, Callable[..., HistoryEvent]] = {

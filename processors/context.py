@@ -1,10 +1,12 @@
-"""The orchestration context the executor hands to orchestrator code, and its state.
+"""One running execution's state, and the ``ctx`` orchestrator code receives.
 
-:class:`RuntimeOrchestrationContext` is both the user-facing ``ctx`` and the state of one
-running execution: the generator, the sequence counter, the actions not yet handed to the
-processor, the tasks waiting for history events, buffered external events and the entity
-critical section. The executor (:mod:`.executor`) changes this state only by applying history
-events to it; orchestrator code changes it only by the ``ctx`` calls below.
+:class:`ExecutionState` is the engine's side: the generator, the sequence counter, the actions
+not yet handed to the processor, the tasks waiting for history events, buffered external events
+and the entity critical section. The executor (:mod:`.executor`) changes it by applying history
+events; orchestrator code changes it only through :class:`RuntimeOrchestrationContext`, a thin
+facade that exposes exactly the documented :class:`~durable_kafka.task.OrchestrationContext`
+API and none of the bookkeeping (user code cannot read or set the engine's attributes by
+accident).
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from datetime import datetime, timedelta, timezone
 from types import GeneratorType
 from typing import Any
 
-from durable_kafka.errors import InvalidArgumentError, OrchestrationStateError, TaskFailedError
+from durable_kafka.entities import EntityInstanceId
+from durable_kafka.errors import (
+    InvalidArgumentError,
+    InvalidEntityIdError,
+    OrchestrationStateError,
+    TaskFailedError,
+)
 from durable_kafka.streams.events import EventRaised, FailureDetails
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import (
     CancellableTask,
     CompletableTask,
@@ -38,7 +47,6 @@ from .actions import (
     Action,
     CallEntityAction,
     CompleteOrchestration,
-    CompletionStatus,
     CreateSubOrchestration,
     CreateTimer,
     LockEntitiesAction,
@@ -84,17 +92,32 @@ def failure_details_of(ex: BaseException) -> FailureDetails:
 
 
 def entity_key(entity_id: Any) -> str:
-    """The ``@name@key`` string of an entity id (a string or an object whose str() is that)."""
+    """The canonical ``@name@key`` of an entity id (a string or an EntityInstanceId).
+
+    Entity names are case-insensitive (the key is not), as in Durable Task: the name is
+    lower-cased here exactly as the client and entity code do, so ``@Counter@c1`` from an
+    orchestration reaches the same entity as ``EntityInstanceId("Counter", "c1")``.
+    """
     text = str(entity_id)
     if not text.startswith("@") or text.count("@") < 2:
         raise InvalidArgumentError(f"entity id {text!r} is not of the form '@name@key'")
-    return text
+    try:
+        return str(EntityInstanceId.parse(text))
+    except InvalidEntityIdError as error:
+        raise InvalidArgumentError(str(error)) from None
 
 
-class RuntimeOrchestrationContext(OrchestrationContext):
-    """``ctx`` for orchestrator code, and the state of one execution (see module docstring)."""
+def fold_entity_name(entity_id: str) -> str:
+    """``entity_id`` with its name lower-cased, never raising (for ids read back from history)."""
+    name, sep, key = entity_id[1:].partition("@")
+    return f"@{name.lower()}@{key}" if entity_id.startswith("@") and sep else entity_id
+
+
+class ExecutionState:
+    """The engine's state of one execution (see module docstring); never handed to user code."""
 
     def __init__(self, instance_id: str) -> None:
+        self.context = RuntimeOrchestrationContext(self)
         self._instance_id = instance_id
         self._parent_instance_id: str | None = None
         self.is_replaying_flag = True
@@ -116,7 +139,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._previous: Task[Any] | None = None
         self.custom_status: str | None = None
         self.started = False
-        self.status: CompletionStatus | None = None
+        self.status: OrchestrationStatus | None = None
         self.output: str | None = None
         self.failure: FailureDetails | None = None
         self._new_input: str | None = None
@@ -170,7 +193,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def start(self, fn: Callable[..., Any], input_value: Any) -> None:
         """Call the orchestrator function; run a generator up to its first pending task."""
         self.started = True
-        result = fn(self, input_value)
+        result = fn(self.context, input_value)
         if not isinstance(result, GeneratorType):
             self.set_complete(result)
             return
@@ -210,7 +233,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
 
     # ------------------------------------------------------------------ completion
 
-    def _finish(self, status: CompletionStatus) -> bool:
+    def _finish(self, status: OrchestrationStatus) -> bool:
         if self.is_done:
             return False
         self._exit_critical_section()
@@ -226,42 +249,42 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         except (TypeError, ValueError) as ex:
             self.set_failed(ex)
             return
-        if self._finish("COMPLETED"):
+        if self._finish(OrchestrationStatus.COMPLETED):
             self.output = encoded
 
     def set_failed(self, ex: BaseException | FailureDetails) -> None:
         """The code raised (or replay diverged): FAILED with the failure details."""
         details = ex if isinstance(ex, FailureDetails) else failure_details_of(ex)
-        if self._finish("FAILED"):
+        if self._finish(OrchestrationStatus.FAILED):
             self.failure = details
 
     def replace_end_with_failure(self, ex: BaseException) -> None:
         """Replay found the code ended where history goes on: the end becomes FAILED."""
-        self.status, self.output = "FAILED", None
+        self.status, self.output = OrchestrationStatus.FAILED, None
         self.failure = failure_details_of(ex)
 
     def set_terminated(self, output: str | None) -> None:
         """ExecutionTerminated arrived: TERMINATED with the given (JSON) output."""
-        if self._finish("TERMINATED"):
+        if self._finish(OrchestrationStatus.TERMINATED):
             self.output = output
 
     def completion_action(self) -> CompleteOrchestration:
         """The CompleteOrchestration action for the decided end (carry-over computed now)."""
         assert self.status is not None
-        if self.status != "CONTINUED_AS_NEW":
+        if self.status != OrchestrationStatus.CONTINUED_AS_NEW:
             return CompleteOrchestration(self.status, result=self.output, failure_details=self.failure)
         carry: list[EventRaised] = []
         if self._save_events:
             ordered = sorted(item for queue in self._buffered.values() for item in queue)
             carry = [event for _, event in ordered]
         return CompleteOrchestration(
-            "CONTINUED_AS_NEW", new_input=self._new_input, carryover_events=carry,
+            OrchestrationStatus.CONTINUED_AS_NEW, new_input=self._new_input, carryover_events=carry,
             save_events=self._save_events,
         )
 
     def keeps_late_events(self) -> bool:
         """True if events arriving after the end must still be buffered (continue_as_new + save_events)."""
-        return self.status == "CONTINUED_AS_NEW" and self._save_events
+        return self.status == OrchestrationStatus.CONTINUED_AS_NEW and self._save_events
 
     def take_new_actions(self) -> list[Action]:
         """Hand over the actions produced since the last call (completion last) and forget them."""
@@ -402,7 +425,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         if self.is_done:
             return
         encoded = dumps(new_input)
-        if self._finish("CONTINUED_AS_NEW"):
+        if self._finish(OrchestrationStatus.CONTINUED_AS_NEW):
             self._new_input = encoded
             self._save_events = save_events
 
@@ -459,7 +482,7 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._critical_section = section
         self._locked = set(lock_set)
         self._calls_outstanding.clear()
-        task.complete(EntityLock(self))
+        task.complete(EntityLock(self.context))
         return True
 
     def entity_call_done(self, request_id: str) -> tuple[CompletableTask[Any], str, str] | None:
@@ -487,3 +510,79 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         self._critical_section = None
         self._locked = set()
         self._calls_outstanding.clear()
+
+
+class RuntimeOrchestrationContext(OrchestrationContext):
+    """``ctx`` for orchestrator code: the documented API, delegated to its :class:`ExecutionState`."""
+
+    __slots__ = ("__execution",)
+
+    def __init__(self, execution: ExecutionState) -> None:
+        self.__execution = execution
+
+    @property
+    def instance_id(self) -> str:
+        return self.__execution.instance_id
+
+    @property
+    def parent_instance_id(self) -> str | None:
+        return self.__execution.parent_instance_id
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        return self.__execution.current_utc_datetime
+
+    @property
+    def is_replaying(self) -> bool:
+        return self.__execution.is_replaying
+
+    def set_custom_status(self, custom_status: Any) -> None:
+        self.__execution.set_custom_status(custom_status)
+
+    def create_timer(self, fire_at: datetime | timedelta) -> TimerTask:
+        return self.__execution.create_timer(fire_at)
+
+    def call_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> CompletableTask[Any]:
+        return self.__execution.call_activity(activity, input=input, retry_policy=retry_policy, tags=tags)
+
+    def call_sub_orchestrator(
+        self,
+        orchestrator: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> CompletableTask[Any]:
+        return self.__execution.call_sub_orchestrator(
+            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy)
+
+    def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
+        return self.__execution.wait_for_external_event(name)
+
+    def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
+        self.__execution.send_event(instance_id, event_name, data=data)
+
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
+        self.__execution.continue_as_new(new_input, save_events=save_events)
+
+    def new_uuid(self) -> str:
+        return self.__execution.new_uuid()
+
+    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> CompletableTask[Any]:
+        return self.__execution.call_entity(entity_id, operation, input)
+
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
+        self.__execution.signal_entity(entity_id, operation, input)
+
+    def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
+        return self.__execution.lock_entities(entity_ids)
+
+    def _exit_critical_section(self) -> None:
+        self.__execution._exit_critical_section()

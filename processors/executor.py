@@ -40,6 +40,7 @@ from durable_kafka.errors import (
 )
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import FailureDetails, HistoryEvent
+from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import RetryableTask, TimerTask, get_name
 
 from .actions import (
@@ -54,7 +55,7 @@ from .actions import (
     SignalEntityAction,
     UnlockEntityAction,
 )
-from .context import RuntimeOrchestrationContext, loads
+from .context import ExecutionState, fold_entity_name, loads
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ExecutionResult:
     """
 
     actions: list[Action]
-    runtime_status: str
+    runtime_status: OrchestrationStatus
     custom_status: str | None = None
     output: str | None = None
     failure_details: FailureDetails | None = None
@@ -113,7 +114,7 @@ class ExecutionResult:
     @property
     def is_complete(self) -> bool:
         """True if this execution has ended (any end status)."""
-        return self.runtime_status in ("COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW")
+        return self.runtime_status.is_terminal or self.runtime_status == OrchestrationStatus.CONTINUED_AS_NEW
 
 
 # --------------------------------------------------------------------------- non-determinism checks
@@ -142,19 +143,19 @@ _EXPECTATIONS: dict[type, _Expectation] = {
     ),
     ev.EntityOperationSignaled: _Expectation(
         SignalEntityAction, "signal_entity",
-        lambda e: f"entity='{e.target_instance_id}', operation='{e.operation}'",
+        lambda e: f"entity='{fold_entity_name(e.target_instance_id)}', operation='{e.operation}'",
         lambda a: f"entity='{a.entity_id}', operation='{a.operation}'",
     ),
     ev.EntityOperationCalled: _Expectation(
         CallEntityAction, "call_entity",
-        lambda e: f"entity='{e.target_instance_id}', operation='{e.operation}'",
+        lambda e: f"entity='{fold_entity_name(e.target_instance_id)}', operation='{e.operation}'",
         lambda a: f"entity='{a.entity_id}', operation='{a.operation}'",
     ),
     ev.EntityLockRequested: _Expectation(
-        LockEntitiesAction, "lock_entities", lambda e: f"lock_set={list(e.lock_set)}", lambda a: f"lock_set={list(a.lock_set)}"
+        LockEntitiesAction, "lock_entities", lambda e: f"lock_set={sorted({fold_entity_name(x) for x in e.lock_set})}", lambda a: f"lock_set={sorted(a.lock_set)}"
     ),
     ev.EntityUnlockSent: _Expectation(
-        UnlockEntityAction, "unlock_entity", lambda e: f"entity='{e.target_instance_id}'", lambda a: f"entity='{a.entity_id}'"
+        UnlockEntityAction, "unlock_entity", lambda e: f"entity='{fold_entity_name(e.target_instance_id)}'", lambda a: f"entity='{a.entity_id}'"
     ),
 }
 
@@ -178,7 +179,7 @@ def _describe_action(action: Action) -> str:
     return f"{expect.method}({expect.describe_action(action)})"
 
 
-def _check_scheduling_event(ctx: RuntimeOrchestrationContext, event: HistoryEvent) -> None:
+def _check_scheduling_event(ctx: ExecutionState, event: HistoryEvent) -> None:
     """Match a scheduling event against the action the code made at the same sequence number."""
     expect = _EXPECTATIONS[type(event)]
     seq = event.event_id
@@ -208,7 +209,7 @@ def _check_scheduling_event(ctx: RuntimeOrchestrationContext, event: HistoryEven
 
 
 def _on_orchestrator_started(live: LiveOrchestration, e: ev.OrchestratorStarted) -> None:
-    live.ctx.set_time(e.timestamp)
+    live.execution.set_time(e.timestamp)
 
 
 def _on_ignored(live: LiveOrchestration, e: HistoryEvent) -> None:
@@ -216,7 +217,7 @@ def _on_ignored(live: LiveOrchestration, e: HistoryEvent) -> None:
 
 
 def _on_execution_started(live: LiveOrchestration, e: ev.ExecutionStarted) -> None:
-    ctx = live.ctx
+    ctx = live.execution
     if ctx.started:
         log.warning("%s: ignoring a second ExecutionStarted", ctx.instance_id)
         return
@@ -231,27 +232,27 @@ def _on_execution_started(live: LiveOrchestration, e: ev.ExecutionStarted) -> No
 
 
 def _on_scheduling_event(live: LiveOrchestration, e: HistoryEvent) -> None:
-    _check_scheduling_event(live.ctx, e)
+    _check_scheduling_event(live.execution, e)
 
 
 def _on_task_completed(live: LiveOrchestration, e: Any) -> None:
     """TaskCompleted and SubOrchestrationInstanceCompleted: complete the task, run the code."""
-    task = live.ctx.pending_tasks.pop(e.task_scheduled_id, None)
+    task = live.execution.pending_tasks.pop(e.task_scheduled_id, None)
     if task is None or isinstance(task, TimerTask):
         live.ignore(e, f"no pending task #{e.task_scheduled_id}")
         return
     task.complete(loads(e.result))
-    live.ctx.resume()
+    live.execution.resume()
 
 
 def _failure_message(live: LiveOrchestration, e: Any) -> str:
     kind = "Activity" if isinstance(e, ev.TaskFailed) else "Sub-orchestration"
-    return f"{live.ctx.instance_id}: {kind} task #{e.task_scheduled_id} failed: {e.failure_details.message}"
+    return f"{live.execution.instance_id}: {kind} task #{e.task_scheduled_id} failed: {e.failure_details.message}"
 
 
 def _on_task_failed(live: LiveOrchestration, e: Any) -> None:
     """TaskFailed and SubOrchestrationInstanceFailed: retry per policy, or fail the task."""
-    ctx = live.ctx
+    ctx = live.execution
     task = ctx.pending_tasks.pop(e.task_scheduled_id, None)
     if task is None or isinstance(task, TimerTask):
         live.ignore(e, f"no pending task #{e.task_scheduled_id}")
@@ -267,7 +268,7 @@ def _on_task_failed(live: LiveOrchestration, e: Any) -> None:
 
 
 def _on_timer_fired(live: LiveOrchestration, e: ev.TimerFired) -> None:
-    ctx = live.ctx
+    ctx = live.execution
     task = ctx.pending_tasks.get(e.timer_id)
     if not isinstance(task, TimerTask):
         live.ignore(e, f"no pending timer #{e.timer_id}")
@@ -281,8 +282,8 @@ def _on_timer_fired(live: LiveOrchestration, e: ev.TimerFired) -> None:
 
 
 def _on_event_raised(live: LiveOrchestration, e: ev.EventRaised) -> None:
-    if live.ctx.deliver_event(e):
-        live.ctx.resume()
+    if live.execution.deliver_event(e):
+        live.execution.resume()
 
 
 def _on_suspended(live: LiveOrchestration, e: ev.ExecutionSuspended) -> None:
@@ -297,20 +298,20 @@ def _on_resumed(live: LiveOrchestration, e: ev.ExecutionResumed) -> None:
 
 
 def _on_terminated(live: LiveOrchestration, e: ev.ExecutionTerminated) -> None:
-    live.ctx.set_terminated(e.input)
+    live.execution.set_terminated(e.input)
 
 
 def _on_entity_completed(live: LiveOrchestration, e: ev.EntityOperationCompleted) -> None:
-    entry = live.ctx.entity_call_done(e.request_id)
+    entry = live.execution.entity_call_done(e.request_id)
     if entry is None:
         live.ignore(e, f"no pending entity call {e.request_id}")
         return
     entry[0].complete(loads(e.output))
-    live.ctx.resume()
+    live.execution.resume()
 
 
 def _on_entity_failed(live: LiveOrchestration, e: ev.EntityOperationFailed) -> None:
-    ctx = live.ctx
+    ctx = live.execution
     entry = ctx.entity_call_done(e.request_id)
     if entry is None:
         live.ignore(e, f"no pending entity call {e.request_id}")
@@ -324,8 +325,8 @@ def _on_entity_failed(live: LiveOrchestration, e: ev.EntityOperationFailed) -> N
 
 
 def _on_lock_granted(live: LiveOrchestration, e: ev.EntityLockGranted) -> None:
-    if live.ctx.lock_granted(e.critical_section_id):
-        live.ctx.resume()
+    if live.execution.lock_granted(e.critical_section_id):
+        live.execution.resume()
     else:
         live.ignore(e, f"no pending lock request {e.critical_section_id}")
 
@@ -379,7 +380,7 @@ class LiveOrchestration:
 
     def __init__(self, instance_id: str, registry: OrchestratorRegistry) -> None:
         self.registry = registry
-        self.ctx = RuntimeOrchestrationContext(instance_id)
+        self.execution = ExecutionState(instance_id)
         self.suspended = False
         self.held: list[HistoryEvent] = []
         self.saw_episode_start = False
@@ -388,22 +389,22 @@ class LiveOrchestration:
     @property
     def instance_id(self) -> str:
         """The orchestration instance this execution belongs to."""
-        return self.ctx.instance_id
+        return self.execution.instance_id
 
     @property
     def is_done(self) -> bool:
         """True once the execution's end is decided (the end action may still be unreturned)."""
-        return self.ctx.is_done
+        return self.execution.is_done
 
     @property
     def is_finished(self) -> bool:
         """True once the end was returned by ``step`` or found recorded in history: feed no more."""
-        return self.ctx.is_done and self.ctx.completion_emitted
+        return self.execution.is_done and self.execution.completion_emitted
 
     @property
     def resume_count(self) -> int:
         """How many times the orchestrator generator body has been entered (for cost checks)."""
-        return self.ctx.resume_count
+        return self.execution.resume_count
 
     def apply(self, events: Iterable[HistoryEvent], replaying: bool = True) -> None:
         """Apply events from committed history (``is_replaying`` True by default); no actions returned."""
@@ -411,7 +412,7 @@ class LiveOrchestration:
             raise OrchestrationStateError(
                 f"{self.instance_id}: the execution has already ended; start a new live orchestration"
             )
-        self.ctx.is_replaying_flag = replaying
+        self.execution.is_replaying_flag = replaying
         for event in events:
             self.process(event)
 
@@ -421,21 +422,21 @@ class LiveOrchestration:
             raise OrchestrationStateError(
                 f"{self.instance_id}: the execution has already ended and its end was returned"
             )
-        self.ctx.is_replaying_flag = False
+        self.execution.is_replaying_flag = False
         for event in new_events:
             self.process(event)
-        return self.result(self.ctx.take_new_actions())
+        return self.result(self.execution.take_new_actions())
 
     def result(self, actions: list[Action]) -> ExecutionResult:
         """The current status with ``actions`` attached."""
-        ctx = self.ctx
+        ctx = self.execution
         completion = next((a for a in actions if isinstance(a, CompleteOrchestration)), None)
         if ctx.status is not None:
             status = ctx.status
         elif not ctx.started:
-            status = "PENDING"
+            status = OrchestrationStatus.PENDING
         else:
-            status = "SUSPENDED" if self.suspended else "RUNNING"
+            status = OrchestrationStatus.SUSPENDED if self.suspended else OrchestrationStatus.RUNNING
         return ExecutionResult(
             actions=actions,
             runtime_status=status,
@@ -449,7 +450,7 @@ class LiveOrchestration:
     def process(self, event: HistoryEvent) -> None:
         """Apply one event through its handler; an exception from code or replay fails the instance."""
         self.events_applied += 1
-        ctx = self.ctx
+        ctx = self.execution
         if ctx.is_done:
             self._after_end(event)
             return
@@ -470,29 +471,29 @@ class LiveOrchestration:
 
     def _after_end(self, event: HistoryEvent) -> None:
         if type(event) in _END_RECORDS:
-            self.ctx.completion_emitted = True
+            self.execution.completion_emitted = True
         elif type(event) in _EXPECTATIONS:
             # actions made in the final episode (send_event, unlocks, ...) are recorded after
             # the code ended; match them so replay does not hand them out again
             try:
-                _check_scheduling_event(self.ctx, event)
+                _check_scheduling_event(self.execution, event)
             except NonDeterminismError as ex:
-                if self.ctx.completion_emitted:
+                if self.execution.completion_emitted:
                     log.warning("%s: history diverges after the recorded end: %s", self.instance_id, ex)
-                elif self.ctx.failure is not None and self.ctx.failure.error_type == "NonDeterminismError":
+                elif self.execution.failure is not None and self.execution.failure.error_type == "NonDeterminismError":
                     pass  # the first divergence is the one worth reporting
                 else:  # the code now ends earlier than its history says: that is divergence too
-                    self.ctx.replace_end_with_failure(ex)
-        elif isinstance(event, ev.EventRaised) and self.ctx.keeps_late_events():
-            self.ctx.deliver_event(event)
+                    self.execution.replace_end_with_failure(ex)
+        elif isinstance(event, ev.EventRaised) and self.execution.keeps_late_events():
+            self.execution.deliver_event(event)
         elif isinstance(event, ev.OrchestratorStarted):
-            self.ctx.set_time(event.timestamp)
+            self.execution.set_time(event.timestamp)
         else:
             self.ignore(event, "the execution has ended")
 
     def ignore(self, event: HistoryEvent, why: str) -> None:
         """Log (outside replay) an event that has no effect, e.g. a duplicate completion."""
-        if not self.ctx.is_replaying:
+        if not self.execution.is_replaying:
             log.info("%s: ignoring %s: %s", self.instance_id, type(event).__name__, why)
 
 

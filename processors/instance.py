@@ -6,6 +6,11 @@ message type, one small handler each), runs one executor episode over the result
 and records everything it wants written in an :class:`Outcome`: store puts, records to produce,
 replies. The shell commits the Outcome to the Kafka transaction only if the whole step
 succeeded, so a failure in the middle leaves nothing half-applied.
+
+Instance state changes by history events only, through the applier table of
+:mod:`.instance_state`: :meth:`InstanceStep._append_history` records an event and applies it in
+one go. The step itself keeps only what is not history (message dedup ids, events held before a
+scheduled start, the start timer, the custom status an episode reports, purge).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from durable_kafka.streams import events as ev
@@ -25,32 +30,29 @@ from durable_kafka.streams.events import (
     InstanceStatus,
     OrchestratorMessage,
 )
+from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
 
 from . import store as keys
+from .instance_state import InstanceState, apply_event, to_ms
 
 log = logging.getLogger(__name__)
 
-RUNNING, PENDING, SUSPENDED = "RUNNING", "PENDING", "SUSPENDED"
-COMPLETED, FAILED, TERMINATED, CONTINUED_AS_NEW = "COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW"
-ACTIVE = frozenset({RUNNING, PENDING, SUSPENDED})
-TERMINAL = frozenset({COMPLETED, FAILED, TERMINATED})
+RUNNING, PENDING, SUSPENDED = OrchestrationStatus.RUNNING, OrchestrationStatus.PENDING, OrchestrationStatus.SUSPENDED
+COMPLETED, FAILED = OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED
+TERMINATED, CONTINUED_AS_NEW = OrchestrationStatus.TERMINATED, OrchestrationStatus.CONTINUED_AS_NEW
+ACTIVE = ACTIVE_STATUSES
 RECENT_IDS = 256  # redeliveries arrive within a batch or two; completions dedupe by open ids
 START_TIMER_ID = -1  # the timer that starts an instance scheduled with start_at
 MAX_CONTINUATIONS = 1000
 NAMESPACE = uuid.UUID("9e1f6f59-5a0c-4d0b-8f0e-3f2a3d6c1b7a")
 
 
-@dataclass
-class Loaded:
+@dataclass(kw_only=True)
+class Loaded(InstanceState):
     """An instance as the processor holds it between batches (cached, or rebuilt from the store)."""
 
     partition: int
-    header: InstanceHeader | None
     live: Any = None  # executor LiveOrchestration for an active execution, else None
-    open_tasks: set[int] = field(default_factory=set)  # activity / sub-orchestration ids
-    open_timers: dict[int, int] = field(default_factory=dict)  # timer id -> due ms
-    open_requests: set[str] = field(default_factory=set)  # entity call / lock request ids
-    locks: list[str] = field(default_factory=list)  # entities this instance holds locked
 
 
 @dataclass
@@ -75,17 +77,6 @@ def history_record(instance_id: str, execution_id: str, index: int, event: Histo
         index=index,
         event=event,
     )
-
-
-def to_ms(t: datetime) -> int:
-    """Milliseconds since the epoch, rounded UP: a timer due at x.9995 s must not fire at x.999 s."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    delta = t - _EPOCH
-    return delta.days * 86_400_000 + delta.seconds * 1000 + -(-delta.microseconds // 1000)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def status_of(h: InstanceHeader) -> InstanceStatus:
@@ -134,6 +125,9 @@ class InstanceStep:
         self.action_to_event = action_to_event
         self.out = Outcome()
         self.new_events: list[HistoryEvent] = []
+        # completions staged in this step (applied only when recorded): a redelivery of the
+        # same result, timer or response later in the batch must not be staged twice
+        self._staged: set[tuple[str, int | str]] = set()
         self.dirty = False  # header changed, status snapshot due
 
     # ------------------------------------------------------------------ entry points
@@ -165,7 +159,7 @@ class InstanceStep:
             self.new_events.extend(started)
             self.dirty = True
             return
-        if self.s.open_timers.pop(timer.timer_id, None) is None:
+        if not self._stage_completion("timer", timer.timer_id, timer.timer_id in self.s.open_timers):
             return
         self.new_events.append(ev.TimerFired(event_id=-1, timestamp=self.now, timer_id=timer.timer_id, fire_at=timer.fire_at))
 
@@ -192,7 +186,7 @@ class InstanceStep:
         body: ev.StartOrchestration = m.body
         h = self.s.header
         if h is not None and h.runtime_status in ACTIVE:
-            reason = f"an instance with id {self.iid!r} is already {h.runtime_status.lower()}"
+            reason = f"an instance with id {self.iid!r} is already {h.runtime_status.name.lower()}"
             self._reply(m, False, "InstanceAlreadyExistsError", reason)
             if body.parent_instance_id is not None and body.parent_task_id is not None:
                 self._send(body.parent_instance_id, ev.SubOrchestrationResult(
@@ -273,7 +267,7 @@ class InstanceStep:
             return
         if h.runtime_status in ACTIVE:
             self._reply(m, False, "InstanceNotTerminalError",
-                        f"instance {self.iid!r} is {h.runtime_status.lower()}; terminate it before purging")
+                        f"instance {self.iid!r} is {h.runtime_status.name.lower()}; terminate it before purging")
             return
         if m.body.recursive:
             for child in h.children:
@@ -296,9 +290,8 @@ class InstanceStep:
         h = self.s.header
         if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
             return  # late result of an old execution, or of a terminated one: ignored
-        if body.task_id not in self.s.open_tasks:
+        if not self._stage_completion("task", body.task_id, body.task_id in self.s.open_tasks):
             return  # a redelivered result: the task already completed
-        self.s.open_tasks.discard(body.task_id)
         if body.failure_details is not None:
             self.new_events.append(failed(event_id=-1, timestamp=self.now, task_scheduled_id=body.task_id,
                                           failure_details=body.failure_details))
@@ -310,9 +303,8 @@ class InstanceStep:
         h = self.s.header
         if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
             return
-        if body.request_id not in self.s.open_requests:
+        if not self._stage_completion("request", body.request_id, body.request_id in self.s.open_requests):
             return
-        self.s.open_requests.discard(body.request_id)
         if body.lock_granted:
             self.new_events.append(ev.EntityLockGranted(event_id=-1, timestamp=self.now, critical_section_id=body.request_id))
         elif body.failure_details is not None:
@@ -343,7 +335,6 @@ class InstanceStep:
             h.custom_status = result.custom_status
             if done is None:
                 self._append_history(h, recorded)
-                h.runtime_status = SUSPENDED if result.is_suspended else RUNNING
                 self.dirty = True
                 return
             if done.status != TERMINATED:  # ExecutionTerminated is already among the new events
@@ -353,9 +344,8 @@ class InstanceStep:
                 self._complete(h, done)
                 return
             self._continue_as_new(h, done)
-        self._complete(self.s.header, _failure_action(
-            FailureDetails(f"continue_as_new ran {MAX_CONTINUATIONS} times in one step without awaiting anything",
-                           "ContinueAsNewLoopError")))
+        self._fail(FailureDetails(f"continue_as_new ran {MAX_CONTINUATIONS} times in one step without awaiting anything",
+                                  "ContinueAsNewLoopError"))
 
     def _rebuild(self, h: InstanceHeader) -> Any:
         live = self.executor.start(self.iid)
@@ -370,23 +360,28 @@ class InstanceStep:
             handler(self, action)
 
     def _append_history(self, h: InstanceHeader, events_: list[HistoryEvent]) -> None:
+        """Record ``events_`` (store + history topic) and apply each to the instance state."""
         for e in events_:
             rec = history_record(self.iid, h.execution_id, h.history_length, e)
             h.history_length += 1
             self.out.puts[keys.history_key(self.iid, h.execution_id, rec.index)] = rec
             self.out.produce.append(Produce(self.t.history, self.iid, rec))
+            apply_event(self.s, e)
+
+    def _fail(self, details: FailureDetails) -> None:
+        """End the active execution FAILED with ``details`` (recorded, so history folds to it)."""
+        h = self.s.header
+        self._append_history(h, [ev.ExecutionCompleted(event_id=-1, timestamp=self.now, runtime_status=FAILED,
+                                                        failure_details=details)])
+        self._complete(h, _failure_action(details))
 
     def _complete(self, h: InstanceHeader, done: Any) -> None:
-        h.runtime_status = done.status
-        h.output = done.result
-        h.failure_details = done.failure_details
+        """The execution's end is recorded: cancel its open work, release locks, tell the parent."""
         h.pending = []
-        for timer_id, due in list(self.s.open_timers.items()):
-            self._drop_timer(timer_id, due)
+        self._drop_open_timers()
         for entity_id in self.s.locks:  # a lock holder that ends releases its locks
             self._send_entity(entity_id, ev.UnlockEntity(critical_section_id=f"{self.iid}/{h.execution_id}",
                                                         parent_instance_id=self.iid))
-        self.s.locks = []
         self.s.live = None
         self.out.evict = True
         self.dirty = True
@@ -402,8 +397,7 @@ class InstanceStep:
 
     def _continue_as_new(self, h: InstanceHeader, done: Any) -> None:
         self._delete_execution(h)
-        for timer_id, due in list(self.s.open_timers.items()):
-            self._drop_timer(timer_id, due)
+        self._drop_open_timers()
         new_exec = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/continue").hex
         carried = list(getattr(done, "carryover_events", None) or [])
         body = ev.StartOrchestration(
@@ -413,7 +407,6 @@ class InstanceStep:
         children = list(h.children)
         self._new_execution(body, created=False)
         self.s.header.children = children
-        self.s.header.runtime_status = RUNNING
 
     def _delete_execution(self, h: InstanceHeader) -> None:
         """Tombstone an execution's history keys (their count is known: no scan needed)."""
@@ -422,9 +415,10 @@ class InstanceStep:
         h.history_length = 0
 
     # ------------------------------------------------------------------ actions -> records
+    # Each handler writes what the action sends or indexes; the state change comes from the
+    # action's history event when it is recorded (see _append_history).
     def _act_schedule_task(self, a: Any) -> None:
         h = self.s.header
-        self.s.open_tasks.add(a.id)
         self.out.produce.append(Produce(self.t.activity_requests, self.iid, ev.ActivityRequest(
             id=f"{self.iid}/{h.execution_id}/{a.id}", instance_id=self.iid, execution_id=h.execution_id,
             task_id=a.id, name=a.name, input=a.input, tags=dict(getattr(a, "tags", None) or {}))))
@@ -432,15 +426,11 @@ class InstanceStep:
     def _act_create_timer(self, a: Any) -> None:
         h = self.s.header
         due = to_ms(a.fire_at)
-        self.s.open_timers[a.id] = due
         self.out.puts[keys.timer_key(due, self.iid, a.id)] = ev.TimerRecord(
             instance_id=self.iid, execution_id=h.execution_id, timer_id=a.id, fire_at=a.fire_at)
 
     def _act_sub_orchestration(self, a: Any) -> None:
         h = self.s.header
-        self.s.open_tasks.add(a.id)
-        if a.instance_id not in h.children:
-            h.children.append(a.instance_id)
         exec_id = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/{a.id}").hex
         self._send(a.instance_id, ev.StartOrchestration(
             name=a.name, execution_id=exec_id, input=a.input, parent_instance_id=self.iid,
@@ -458,24 +448,19 @@ class InstanceStep:
 
     def _act_call_entity(self, a: Any) -> None:
         h = self.s.header
-        self.s.open_requests.add(a.request_id)
         self._send_entity(a.entity_id, ev.CallEntity(operation=a.operation, request_id=a.request_id, input=a.input,
                                                      parent_instance_id=self.iid, parent_execution_id=h.execution_id),
                           msg_id=a.request_id)
 
     def _act_lock_entities(self, a: Any) -> None:
         h = self.s.header
-        self.s.open_requests.add(a.critical_section_id)
         lock_set = list(a.lock_set)
-        self.s.locks = lock_set
         self._send_entity(lock_set[0], ev.LockEntities(critical_section_id=a.critical_section_id, lock_set=lock_set,
                                                        position=0, parent_instance_id=self.iid,
                                                        parent_execution_id=h.execution_id),
                           msg_id=f"{a.critical_section_id}/lock")
 
     def _act_unlock_entity(self, a: Any) -> None:
-        if a.entity_id in self.s.locks:
-            self.s.locks.remove(a.entity_id)
         self._send_entity(a.entity_id, ev.UnlockEntity(critical_section_id=a.critical_section_id,
                                                        parent_instance_id=self.iid),
                           msg_id=f"{a.critical_section_id}/unlock/{a.entity_id}")
@@ -502,15 +487,27 @@ class InstanceStep:
             self.out.produce.append(Produce(self.t.replies, m.reply_to, ev.ClientReply(
                 request_id=m.id, instance_id=self.iid, accepted=accepted, error_type=error_type, message=message)))
 
+    def _stage_completion(self, kind: str, ident: int | str, is_open: bool) -> bool:
+        """True (and remembered) for the first completion of open work in this step."""
+        if not is_open or (kind, ident) in self._staged:
+            return False
+        self._staged.add((kind, ident))
+        return True
+
     def _drop_timer(self, timer_id: int, due: int | None = None) -> None:
         due = self.s.open_timers.pop(timer_id, due)
         if due is not None:
             self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
 
+    def _drop_open_timers(self) -> None:
+        """Delete the index entries of every timer still open (the execution has ended)."""
+        for timer_id, due in self.s.open_timers.items():
+            self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
+
 
 @dataclass
 class _Failure:
-    status: str
+    status: OrchestrationStatus
     result: str | None
     failure_details: FailureDetails
 
@@ -528,9 +525,7 @@ def fail_instance(step: InstanceStep, details: FailureDetails) -> Outcome:
     h = step.s.header
     if h is None or h.runtime_status not in ACTIVE:
         return step.out
-    step._append_history(h, [ev.ExecutionCompleted(event_id=-1, timestamp=step.now, runtime_status=FAILED,
-                                                    failure_details=details)])
-    step._complete(h, _failure_action(details))
+    step._fail(details)
     return step.finish()
 
 
@@ -556,29 +551,3 @@ _ACTIONS: dict[str, Callable[[InstanceStep, Any], None]] = {
     "LockEntitiesAction": InstanceStep._act_lock_entities,
     "UnlockEntityAction": InstanceStep._act_unlock_entity,
 }
-
-
-def open_ids_from_history(history: list[HistoryEvent]) -> tuple[set[int], dict[int, int], set[str]]:
-    """Which tasks, timers and entity requests of an execution are still waiting, from its history."""
-    tasks: set[int] = set()
-    timers: dict[int, int] = {}
-    requests: set[str] = set()
-    for e in history:
-        if isinstance(e, (ev.TaskScheduled, ev.SubOrchestrationInstanceCreated)):
-            tasks.add(e.event_id)
-        elif isinstance(e, (ev.TaskCompleted, ev.TaskFailed, ev.SubOrchestrationInstanceCompleted,
-                            ev.SubOrchestrationInstanceFailed)):
-            tasks.discard(e.task_scheduled_id)
-        elif isinstance(e, ev.TimerCreated):
-            timers[e.event_id] = to_ms(e.fire_at)
-        elif isinstance(e, ev.TimerFired):
-            timers.pop(e.timer_id, None)
-        elif isinstance(e, ev.EntityOperationCalled):
-            requests.add(e.request_id)
-        elif isinstance(e, ev.EntityLockRequested):
-            requests.add(e.critical_section_id)
-        elif isinstance(e, (ev.EntityOperationCompleted, ev.EntityOperationFailed)):
-            requests.discard(e.request_id)
-        elif isinstance(e, ev.EntityLockGranted):
-            requests.discard(e.critical_section_id)
-    return tasks, timers, requests

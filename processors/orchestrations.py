@@ -1,8 +1,9 @@
 """The orchestration processor: `<hub>.orchestrator-events` in, everything an instance does out.
 
-This is the shell around :mod:`.instance` (state transitions) and the pure executor: it decodes
-records, groups a batch by instance (one executor episode per instance per batch, however many
-messages it got), keeps live executors in a bounded LRU cache so that a steady-state step never
+This is the shell around :mod:`.instance` (state transitions) and the pure executor; the part
+it shares with the entity processor (decode, route check, group by key, dead-letter, encode and
+size, dirty-cache tracking) is :mod:`.shell`. One executor episode per instance per batch,
+however many messages it got; it keeps live executors in a bounded LRU cache so that a steady-state step never
 replays the whole history, fires due timers from the partition-local index, and dead-letters
 poison input without stopping the partition.
 """
@@ -14,6 +15,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message
@@ -21,10 +23,7 @@ from confluent_kafka import Message
 from durable_kafka.errors import CodecError, PayloadTooLargeError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import partition_for
-from durable_kafka.streams.deadletter import dead_letter_for, misrouted_reason
 from durable_kafka.streams.events import FailureDetails, HistoryEvent, OrchestratorMessage
-from durable_kafka.streams.limits import check_record_size
 
 from . import store as keys
 from .instance import (
@@ -36,62 +35,44 @@ from .instance import (
     Outcome,
     Topics,
     fail_instance,
-    open_ids_from_history,
-    to_ms,
 )
+from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
 from .runtime import Processor, Transaction
+from .shell import KeyedHandlerShell, Writes, partition_of
 
 log = logging.getLogger(__name__)
 
 MAX_TIMERS_PER_TICK = 2000
 
 
-class OrchestrationHandler:
-    """Implements :class:`~.runtime.Handler` for orchestration instances."""
+class OrchestrationHandler(KeyedHandlerShell):
+    """Implements :class:`~.runtime.Handler` for orchestration instances (shell: :mod:`.shell`)."""
+
+    message_type = OrchestratorMessage
 
     def __init__(self, processor: Processor, *, topics: Topics, deadletter_topic: str, executor: Any,
                  action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None) -> None:
-        self.proc = processor
+        super().__init__(processor, deadletter_topic=deadletter_topic, codec=codec)
         self.topics = topics
-        self.deadletter_topic = deadletter_topic
         self.executor = executor
         self.action_to_event = action_to_event
-        self.codec = codec or Codec.default()
-        self.cache: OrderedDict[str, Loaded] = OrderedDict()
         self.cache_size = cache_size
-        self.stats = {"episodes": 0, "cache_hits": 0, "cache_misses": 0, "deadletters": 0, "too_large": 0}
-        self._dirty: set[str] = set()  # instances touched by the open transaction
+        self.stats.update({"episodes": 0, "cache_hits": 0, "cache_misses": 0, "too_large": 0})
 
     # ------------------------------------------------------------------ Handler protocol
-    def process(self, txn: Transaction, records: list[Message]) -> None:
-        now = datetime.now(timezone.utc)
-        groups: OrderedDict[tuple[int, str], list[tuple[Message, OrderedDict | Any]]] = OrderedDict()
-        for rec in records:
-            key = rec.key().decode("utf-8", "replace") if rec.key() is not None else None
-            try:
-                msg = self.codec.decode(rec.value(), expected=OrchestratorMessage)
-            except CodecError as exc:
-                self.dead_letter(txn, rec, f"cannot decode: {exc}", type(exc).__name__, key)
-                if key is not None and self._routed_here(rec, key):
-                    self._fail(txn, rec.partition(), key, now, FailureDetails(
-                        f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
-                continue
-            if not self._routed_here(rec, msg.instance_id):
-                self.dead_letter(txn, rec, misrouted_reason(rec, msg.instance_id, self.proc.source_partition_count()),
-                                 "MisroutedRecordError", msg.instance_id)
-                continue
-            groups.setdefault((rec.partition(), msg.instance_id), []).append((rec, msg))
-        for (partition, iid), items in groups.items():
-            self._run_instance(txn, partition, iid, now, msgs=[m for _, m in items], raws=[r for r, _ in items])
+    def key_of(self, msg: OrchestratorMessage) -> str:
+        return msg.instance_id
 
-    def _routed_here(self, rec: Message, instance_id: str) -> bool:
-        """Whether ``rec`` sits on the partition that owns ``instance_id``'s state.
+    def run_key(self, txn: Transaction, partition: int, key: str, now: datetime,
+                msgs: list[Any], raws: list[Message]) -> None:
+        self._run_instance(txn, partition, key, now, msgs=msgs, raws=raws)
 
-        A record on another partition (a producer that keyed it by something else, or used
-        another partitioner) would create a second, divergent copy of the instance there.
-        """
-        return partition_for(instance_id.encode("utf-8"), self.proc.source_partition_count()) == rec.partition()
+    def on_undecodable(self, txn: Transaction, rec: Message, key: str | None, exc: CodecError,
+                       now: datetime) -> None:
+        if key is not None and self.routed_here(rec, key):  # its instance cannot go on: it fails
+            self._fail(txn, partition_of(rec), key, now, FailureDetails(
+                f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
 
     def has_due_work(self, now_ms: int) -> bool:
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
@@ -130,22 +111,11 @@ class OrchestrationHandler:
         for iid in [i for i, s in self.cache.items() if s.partition in gone]:
             del self.cache[iid]
 
-    def on_aborted(self) -> None:
-        # only instances this transaction touched can hold changes that never committed; the
-        # rest of the cache equals the committed state and stays warm (a cold cache after a
-        # fencing would make the retry replay every history, slower still)
-        for iid in self._dirty:
-            self.cache.pop(iid, None)
-        self._dirty.clear()
-
-    def on_committed(self) -> None:
-        self._dirty.clear()
-
     # ------------------------------------------------------------------ one instance
     def _run_instance(self, txn: Transaction, partition: int, iid: str, now: datetime, *,
-                      msgs: list[OrchestratorMessage] = (), raws: list[Message] = (),
-                      timers: list[ev.TimerRecord] = ()) -> None:
-        self._dirty.add(iid)
+                      msgs: Sequence[OrchestratorMessage] = (), raws: Sequence[Message] = (),
+                      timers: Sequence[ev.TimerRecord] = ()) -> None:
+        self.touch(iid)
         try:
             loaded = self._load(txn, partition, iid)
             step = self._step(loaded, iid, now)
@@ -153,7 +123,7 @@ class OrchestrationHandler:
             for t in timers:
                 step.apply_timer(t)
             outcome = step.finish()
-            writes = self._encode(partition, outcome)
+            writes = self.encode(outcome)
             if step.new_events or outcome.puts or outcome.produce:
                 self.stats["episodes"] += 1
         except PayloadTooLargeError as exc:
@@ -182,7 +152,7 @@ class OrchestrationHandler:
                             action_to_event=self.action_to_event)
 
     def _fail_new(self, txn: Transaction, partition: int, iid: str, now: datetime,
-                  msgs: list[OrchestratorMessage], raws: list[Message], exc: PayloadTooLargeError) -> bool:
+                  msgs: Sequence[OrchestratorMessage], raws: Sequence[Message], exc: PayloadTooLargeError) -> bool:
         """Run a step that created an instance again, with code that fails at once with ``exc``.
 
         An instance that did not exist before this step has no state to fail; replaying the
@@ -197,7 +167,7 @@ class OrchestrationHandler:
             step = self._step(loaded, iid, now, executor=OrchestrationExecutor(_FailsWith(exc)))
             step.apply_messages(list(msgs))
             outcome = step.finish()
-            writes = self._encode(partition, outcome)
+            writes = self.encode(outcome)
         except Exception as again:  # noqa: BLE001 - even the failure cannot be carried
             reason = f"{type(again).__name__}: {again}"
             log.error("instance %s: cannot record its failure (%s); dead-lettering its input", iid, reason)
@@ -208,7 +178,7 @@ class OrchestrationHandler:
         return True
 
     def _load(self, txn: Transaction, partition: int, iid: str) -> Loaded:
-        cached = self.cache.get(iid)
+        cached: Loaded | None = self.cache.get(iid)
         if cached is not None:
             self.cache.move_to_end(iid)
             self.stats["cache_hits"] += 1
@@ -217,12 +187,13 @@ class OrchestrationHandler:
         self.stats["cache_misses"] += 1
         raw = txn.get(partition, keys.instance_key(iid))
         header = self.codec.decode(raw, expected=ev.InstanceHeader) if raw is not None else None
-        loaded = Loaded(partition=partition, header=header)
+        loaded = Loaded(instance_id=iid, partition=partition, header=header)
         self._history_cache = _LazyHistory(self, txn, partition)
         if header is not None and header.runtime_status in ACTIVE:
-            history = self._history_cache[(iid, header.execution_id)]
-            loaded.open_tasks, loaded.open_timers, loaded.open_requests = open_ids_from_history(history)
-            loaded.locks = _held_locks(history)
+            # the open work is not stored apart: fold it from history with the live step's appliers
+            folded = recover_open_work(iid, self._history_cache[(iid, header.execution_id)])
+            loaded.open_tasks, loaded.open_timers = folded.open_tasks, folded.open_timers
+            loaded.open_requests, loaded.locks = folded.open_requests, folded.locks
             if header.runtime_status == PENDING and header.pending:
                 first = header.pending[0].event
                 if isinstance(first, ev.ExecutionStarted) and first.scheduled_start_at is not None:
@@ -233,39 +204,9 @@ class OrchestrationHandler:
         rows = txn.scan(partition, keys.history_prefix(iid, execution_id))
         return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
 
-    def _encode(self, partition: int, outcome: Outcome) -> _Writes:
-        """Encode every record of ``outcome`` and size it, before any of it is written.
-
-        Sizing first matters: a Kafka transaction cannot take back a record, so an outcome with
-        one record too large must be refused whole (PayloadTooLargeError) while nothing of it
-        has reached the transaction yet.
-        """
-        encoded: dict[int, bytes] = {}  # a history record goes to the store and the topic: encode once
-        changelog = self.proc.config.changelog_topic
-
-        def enc(value: Any) -> bytes | None:
-            if value is None:
-                return None
-            data = encoded.get(id(value))
-            if data is None:
-                data = encoded[id(value)] = self.codec.encode(value)
-            return data
-
-        puts = [(k, enc(v)) for k, v in outcome.puts.items()]
-        produce = [(p.topic, p.key.encode(), enc(p.value)) for p in outcome.produce]
-        for k, data in puts:
-            check_record_size(changelog, k, data, f"the state record {k[:80]!r}")
-        for (topic, key, data), p in zip(produce, outcome.produce):
-            check_record_size(topic, key, data, f"the {type(p.value).__name__} record of {p.key!r}")
-        return puts, produce
-
     def _write(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome,
-               writes: _Writes) -> None:
-        puts, produce = writes
-        for k, data in puts:
-            txn.put(partition, k, data)
-        for topic, key, data in produce:
-            txn.produce(topic, key, data)
+               writes: Writes) -> None:
+        self.write(txn, partition, writes)
         if outcome.evict or loaded.header is None or loaded.header.runtime_status not in ACTIVE:
             self.cache.pop(iid, None)
         else:
@@ -281,7 +222,7 @@ class OrchestrationHandler:
         plus the failure exceeds a record), the snapshot is written without the payloads: the
         history still holds them, and a stuck instance would be worse than a thinner status.
         """
-        self._dirty.add(iid)
+        self.touch(iid)
         for strip in (False, True):
             try:
                 self.cache.pop(iid, None)
@@ -291,7 +232,7 @@ class OrchestrationHandler:
                 if strip:
                     loaded.header = replace(loaded.header, input=None, output=None, custom_status=None)
                 outcome = fail_instance(self._step(loaded, iid, now), details)
-                self._write(txn, partition, iid, loaded, outcome, self._encode(partition, outcome))
+                self._write(txn, partition, iid, loaded, outcome, self.encode(outcome))
                 return
             except PayloadTooLargeError:
                 log.warning("instance %s: its failure does not fit with its payloads; writing it without them", iid)
@@ -300,13 +241,6 @@ class OrchestrationHandler:
                 log.exception("could not mark %s failed", iid)
                 break
         self.cache.pop(iid, None)
-
-    def dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str,
-                    iid: str | None = None) -> None:
-        """Put ``rec`` on the dead-letter topic with ``reason`` (a truncated copy that always fits)."""
-        self.stats["deadletters"] += 1
-        letter = dead_letter_for(rec, reason, error_type, iid)
-        txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
 
 
 class _FailsWith(OrchestratorRegistry):
@@ -326,9 +260,6 @@ class _FailsWith(OrchestratorRegistry):
         return True
 
 
-_Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None]]]
-
-
 class _LazyHistory:
     """Loads an execution's history from the store only when a cache miss needs a replay."""
 
@@ -341,12 +272,3 @@ class _LazyHistory:
             self._memo[key] = self.h.load_history(self.txn, self.p, *key)
         return self._memo[key]
 
-
-def _held_locks(history: list[HistoryEvent]) -> list[str]:
-    held: list[str] = []
-    for e in history:
-        if isinstance(e, ev.EntityLockRequested):
-            held = list(e.lock_set)
-        elif isinstance(e, ev.EntityUnlockSent) and e.target_instance_id in held:
-            held.remove(e.target_instance_id)
-    return held

@@ -23,23 +23,16 @@ from typing import Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
+from durable_kafka.streams.config import consumer_config, producer_config
+from durable_kafka.streams.reading import read_to_end, watermarks
 
-from durable_kafka.errors import PayloadTooLargeError, ProcessorStuckError
+from durable_kafka.errors import ProcessorStuckError
 from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
 from .store import MAX_STATE_AGE_S, StoreSet
 
 log = logging.getLogger(__name__)
-
-
-def _base(bootstrap: str, kafka_config: dict | None = None) -> dict:
-    # librdkafka's lines go to Python logging (quiet by default), never straight to stderr;
-    # kafka_config: the worker's resolved connection/security settings (streams.config)
-    return {"bootstrap.servers": bootstrap, "logger": logging.getLogger(LIBRDKAFKA_LOGGER_NAME),
-            "log_level": 4, "socket.nagle.disable": True,
-            **{k: v for k, v in (kafka_config or {}).items() if k != "bootstrap.servers"}}
 
 
 @dataclass
@@ -200,27 +193,24 @@ class Processor:
         #: (process, send_offsets, commit) seconds of the latest batches, for latency diagnosis
         self.timings: deque[tuple[float, float, float]] = deque(maxlen=4096)
         self.producer = self._new_producer()
-        self.consumer = Consumer(
-            {
-                **_base(config.bootstrap, config.kafka_config),
-                "group.id": config.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
+        # settings from streams.config (quiet librdkafka logging, read_committed, the worker's
+        # security settings in kafka_config), with this loop's own timing on top
+        self.consumer = Consumer(consumer_config(
+            config.bootstrap, config.group_id, kafka_config=config.kafka_config,
+            **{
                 "fetch.wait.max.ms": 5,
                 "session.timeout.ms": 6_000,  # a killed worker's partitions move on after 6 s
                 "heartbeat.interval.ms": 1_000,
                 **self._static_membership(),
                 **config.consumer_overrides,
-            }
-        )
+            }))
         self.handler = handler_factory(self)
 
     def _new_producer(self) -> Producer:
         config = self.config
-        return Producer(
-            {
-                **_base(config.bootstrap, config.kafka_config),
+        return Producer(producer_config(
+            config.bootstrap, kafka_config=config.kafka_config,
+            **{
                 "transactional.id": config.transactional_id,
                 "transaction.timeout.ms": config.transaction_timeout_ms,
                 "enable.idempotence": True,
@@ -234,8 +224,7 @@ class Processor:
                 "compression.type": "lz4",
                 "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
                 **config.producer_overrides,
-            }
-        )
+            }))
 
     def _static_membership(self) -> dict:
         if not self.config.static_membership:
@@ -318,16 +307,9 @@ class Processor:
         partitions = list(partitions)
         if not partitions:
             return
-        reader = Consumer(
-            {
-                **_base(self.config.bootstrap, self.config.kafka_config),
-                "group.id": f"{self.config.group_id}.restore",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",  # a start below the log start means: from the start
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 50,
-            }
-        )
+        # auto.offset.reset earliest: a start below the log start means from the start
+        reader = Consumer(consumer_config(self.config.bootstrap, f"{self.config.group_id}.restore",
+                                          kafka_config=self.config.kafka_config, **{"fetch.wait.max.ms": 50}))
         try:
             self._restore_all(reader, partitions)
         finally:
@@ -336,11 +318,10 @@ class Processor:
     def _restore_all(self, reader: Consumer, partitions: list[int]) -> None:
         """Read every partition's changelog tail in one assignment (partitions restore in parallel)."""
         topic = self.config.changelog_topic
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
+        ranges: dict[int, tuple[int, int]] = {}
         for partition in partitions:
             store = self.stores.open(partition)
-            _low, end = _watermarks(reader, TopicPartition(topic, partition))
+            _low, end = watermarks(reader, TopicPartition(topic, partition))
             start = store.changelog_offset + 1
             age = store.age_seconds
             stale = age is not None and age > MAX_STATE_AGE_S and start < end
@@ -350,25 +331,14 @@ class Processor:
                 self.stores.wipe(partition)
                 self.stores.open(partition)
                 start = 0
-            if start < end:
-                ends[partition] = end
-                starts.append(TopicPartition(topic, partition, start))
-        if not starts:
+            ranges[partition] = (start, end)
+        if all(start >= end for start, end in ranges.values()):
             return
-        reader.assign(starts)
-        pending = dict(ends)
         applied, began, last_log = 0, time.monotonic(), time.monotonic()
-        while pending:
-            first = reader.poll(0.1)
-            msgs = [first, *reader.consume(999, 0)] if first is not None else []
+        for msgs in read_to_end(reader, topic, ranges):
             changes: dict[int, dict[bytes, bytes | None]] = {}
             last: dict[int, int] = {}
             for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(err)
                 changes.setdefault(m.partition(), {})[m.key()] = m.value()
                 last[m.partition()] = m.offset()
             for partition, batch in changes.items():
@@ -376,14 +346,11 @@ class Processor:
                 if store is not None:
                     store.write(batch, last[partition])
                     applied += len(batch)
-            positions = reader.position([TopicPartition(topic, p) for p in pending])
-            for tp in positions:
-                if tp.offset >= pending[tp.partition]:
-                    del pending[tp.partition]
             if time.monotonic() - last_log > 5:
-                log.warning("restoring %s: %d records so far, %d partitions to go", topic, applied, len(pending))
+                log.warning("restoring %s: %d records so far", topic, applied)
                 last_log = time.monotonic()
-        log.info("restored %s %s: %d records in %.2fs", topic, sorted(ends), applied, time.monotonic() - began)
+        log.info("restored %s %s: %d records in %.2fs", topic, sorted(p for p, (start, end) in ranges.items() if start < end),
+                 applied, time.monotonic() - began)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -719,22 +686,6 @@ class Processor:
         self._seek_to_first(msgs)
         if self._failures_since_progress > 1:
             self._stop.wait(min(1.0, 0.01 * 2 ** min(self._failures_since_progress, 7)))
-
-
-def _watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> tuple[int, int]:
-    """Watermarks, retried while a freshly created partition has no leader yet."""
-    for attempt in range(attempts):
-        try:
-            return consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-        except KafkaException as exc:
-            if attempt == attempts - 1 or not (exc.args[0].retriable() or exc.args[0].code() in _TRANSIENT):
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable")
-
-
-_TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError.OFFSET_NOT_AVAILABLE}
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:

@@ -31,9 +31,11 @@ import json
 import keyword
 import logging
 import threading
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from importlib import resources
 from typing import Any
 
@@ -202,12 +204,20 @@ class _ConverterSource:
 
     def _record(self, full: str, schema: Schema) -> None:
         enc_items, dec_args = [], []
+        enums = _enum_fields(self.classes[full])
         for f in schema["fields"]:
             name = f["name"]
             if not name.isidentifier() or keyword.iskeyword(name):  # it becomes ``o.<name>`` below
                 raise CodecError(f"field {full}.{name} is not a Python identifier")
             enc_items.append(f"{name!r}: {self._enc(f['type'], f'o.{name}', 0)}")
-            dec_args.append(self._dec(f["type"], f"d[{name!r}]", 0))
+            dec = self._dec(f["type"], f"d[{name!r}]", 0)
+            enum = enums.get(name)
+            if enum is not None:  # a str enum travels as its value; the member comes back here
+                if f["type"] != "string":
+                    raise CodecError(f"field {full}.{name} holds {enum.__name__}: its Avro type must be string")
+                self.env[f"_N_{enum.__name__}"] = enum
+                dec = f"_N_{enum.__name__}({dec})"
+            dec_args.append(dec)
         self.lines.append(f"def {self.fn('E', full)}(o):\n    return {{{', '.join(enc_items)}}}")
         self.lines.append(
             f"def {self.fn('D', full)}(d):\n    return {self.fn('C', full)}({', '.join(dec_args)})")
@@ -285,6 +295,13 @@ class _ConverterSource:
             inner = self._dec(t["values"], var, depth + 1)
             return x if inner == var else f"{{_k{depth}: {inner} for _k{depth}, {var} in {x}.items()}}"
         return self._dec(kind, x, depth)
+
+
+def _enum_fields(cls: type) -> dict[str, type[Enum]]:
+    """The fields of a record class declared as a str Enum (sent as strings, decoded to members)."""
+    hints = typing.get_type_hints(cls, vars(events))
+    return {name: hint for name, hint in hints.items()
+            if isinstance(hint, type) and issubclass(hint, Enum) and issubclass(hint, str)}
 
 
 # --------------------------------------------------------------------------- the codec

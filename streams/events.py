@@ -6,6 +6,7 @@ codec. Each dataclass here has an Avro schema of the same name in ``schemas/<Nam
 the same names. Python types map to Avro as:
 
     str -> string, int -> long, bool -> boolean, bytes -> bytes,
+    a str Enum (OrchestrationStatus) -> string holding the member's value,
     datetime -> long (logicalType timestamp-millis, always UTC),
     X | None -> ["null", X] with default null,
     dict[str, str] -> map<string> (default {}), list[X] -> array<X> (default []),
@@ -24,6 +25,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
+
+from durable_kafka.streams.status import OrchestrationStatus
 
 # --------------------------------------------------------------------------- shared records
 
@@ -68,7 +71,7 @@ class ExecutionStarted(HistoryEvent):
 
 @dataclass
 class ExecutionCompleted(HistoryEvent):
-    runtime_status: str  # "COMPLETED" or "FAILED"
+    runtime_status: OrchestrationStatus  # COMPLETED or FAILED
     result: str | None = None
     failure_details: FailureDetails | None = None
 
@@ -496,7 +499,7 @@ class InstanceStatus:
     instance_id: str
     name: str
     execution_id: str
-    runtime_status: str  # an OrchestrationStatus name
+    runtime_status: OrchestrationStatus
     created_at: datetime
     last_updated_at: datetime
     input: str | None = None
@@ -554,7 +557,7 @@ class InstanceHeader:
     instance_id: str
     name: str
     execution_id: str
-    runtime_status: str
+    runtime_status: OrchestrationStatus
     created_at: datetime
     last_updated_at: datetime
     input: str | None = None

@@ -97,7 +97,7 @@ def test_null_value_records_are_dead_lettered_not_a_crash_loop(engine, hub):
     p.produce(hub.topics.orchestrator_events, key=None, value=b"")
     p.flush(10)
     letters = _dead_letters(hub, count=3)
-    reasons = {(l.topic, l.original_size): l.reason for l in letters}
+    reasons = {(letter.topic, letter.original_size): letter.reason for letter in letters}
     assert "null value" in reasons[(hub.topics.orchestrator_events, None)]
     assert "null value" in reasons[(hub.topics.entity_operations, None)]
     assert "shorter than" in reasons[(hub.topics.orchestrator_events, 0)]

@@ -307,3 +307,15 @@ def test_client_accepts_both_spellings_of_entity_arguments(hub, tmp_path):
         while (m := c.get_entity(entity_id=eid)) is None or m.get_state(int) != 6:
             assert time.monotonic() < deadline, m
             time.sleep(0.1)
+
+
+def test_entity_names_are_case_insensitive_between_orchestrations_and_clients(engine):
+    """``@Counter@c1`` from an orchestration and ``Counter``/``c1`` from the client are one entity."""
+    _, c = engine
+    key = f"Case-{uuid.uuid4().hex[:6]}"  # the key keeps its case
+    iid = c.schedule_new_orchestration(call_many, input={"entity": f"@Counter@{key}", "n": 3})
+    assert completed(c, iid) == 3
+    c.signal_entity(EntityInstanceId("COUNTER", key), "add", 10, wait_for_delivery=True)
+    meta = wait_state(c, f"@counter@{key}", lambda s: s == 13)
+    assert str(meta.id) == f"@counter@{key}"
+    assert c.get_entity(f"@counter@{key.lower()}") is None  # a different key is a different entity

@@ -310,7 +310,7 @@ def test_poison_record_goes_to_deadletter_and_processing_continues(engine, hub):
     assert state.runtime_status == OrchestrationStatus.FAILED
     assert "poison input" in state.failure_details.message
     letters = _read_all(hub.bootstrap, hub.topics.deadletter, hub.partitions)
-    assert any(l.instance_id == iid and l.original == b"\xc3\x01garbage-not-avro" for l in letters)
+    assert any(x.instance_id == iid and x.original == b"\xc3\x01garbage-not-avro" for x in letters)
     # the partition keeps going
     _, ok = run(c, sequence)
     assert ok.runtime_status == OrchestrationStatus.COMPLETED

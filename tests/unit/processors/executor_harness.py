@@ -99,7 +99,7 @@ class Harness:
         """A fresh executor replaying the recorded history reaches the same state, no divergence."""
         fresh = self.executor.start(self.instance_id)
         fresh.apply(self.history)
-        live, again = self.live.ctx, fresh.ctx
+        live, again = self.live.execution, fresh.execution
         assert again.failure == live.failure, again.failure
         assert again.status == live.status
         assert again.output == live.output

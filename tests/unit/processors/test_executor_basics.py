@@ -182,7 +182,7 @@ def test_new_uuid_is_deterministic_and_distinct() -> None:
     assert all(uuid.UUID(i).version == 5 for i in ids)
     other = OrchestrationExecutor(registry_of(orch)).start("another-instance")
     other.step([os_(), started("orch")])
-    assert other.ctx.new_uuid() not in ids
+    assert other.execution.new_uuid() not in ids
 
 
 def test_replay_safe_logger_drops_records_while_replaying(caplog: pytest.LogCaptureFixture) -> None:
@@ -240,3 +240,19 @@ def test_registry() -> None:
     assert registry.get("seq2") is sequence and registry.get("nope") is None
     with pytest.raises(ConfigurationError):
         registry.add_orchestrator(sequence)
+
+
+def test_ctx_exposes_only_the_documented_api() -> None:
+    """Orchestrator code gets a facade: no engine bookkeeping to read or set by accident."""
+    seen: list[Any] = []
+
+    def orch(ctx: task.OrchestrationContext, _: Any) -> Any:
+        seen.append(ctx)
+        return 1
+
+    Harness(registry_of(orch)).start("orch")
+    ctx = seen[0]  # the harness also replays: each run gets its own facade
+    documented = {n for n in dir(task.OrchestrationContext) if not n.startswith("_")}
+    assert {n for n in dir(ctx) if not n.startswith("_")} == documented
+    with pytest.raises(AttributeError):
+        ctx.custom_status = "x"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from durable_kafka import task
@@ -12,7 +13,9 @@ from durable_kafka.processors.actions import (
     LockEntitiesAction,
     SignalEntityAction,
     UnlockEntityAction,
+    action_to_event,
 )
+from durable_kafka.processors.executor import OrchestrationExecutor
 from durable_kafka.streams import events as ev
 from executor_harness import T0, Harness, registry_of
 
@@ -97,3 +100,26 @@ def test_bad_entity_id_fails_with_typed_error() -> None:
 
     r = Harness(registry_of(orch)).start("orch")
     assert r.failure_details.error_type == "InvalidArgumentError"
+
+
+def test_entity_names_are_lower_cased_and_keys_kept() -> None:
+    def orch(ctx: task.OrchestrationContext, _: Any) -> Any:
+        ctx.signal_entity("@Counter@Key1", "add", 1)
+        yield ctx.call_entity("@COUNTER@Key1", "get")
+
+    r = Harness(registry_of(orch)).start("orch")
+    targets = [a.entity_id for a in r.actions if isinstance(a, (SignalEntityAction, CallEntityAction))]
+    assert targets == ["@counter@Key1", "@counter@Key1"]
+
+
+def test_history_recorded_with_a_mixed_case_name_still_replays() -> None:
+    """Histories written before names were folded name ``@Counter@k``: replay must not call that divergence."""
+    def orch(ctx: task.OrchestrationContext, _: Any) -> Any:
+        return (yield ctx.call_entity("@Counter@k", "get"))
+
+    first = Harness(registry_of(orch)).start("orch")
+    (call,) = [a for a in first.actions if isinstance(a, CallEntityAction)]
+    recorded = replace(action_to_event(call, T0), target_instance_id="@Counter@k")
+    live = OrchestrationExecutor(registry_of(orch)).start("i")
+    live.apply([ev.OrchestratorStarted(-1, T0), ev.ExecutionStarted(-1, T0, name="orch", execution_id="e"), recorded])
+    assert live.result([]).failure_details is None

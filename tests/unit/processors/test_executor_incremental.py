@@ -56,7 +56,7 @@ def test_one_thousand_steps_cost_linear_work() -> None:
     body_entries = 0
     fresh.apply(h.history)
     assert body_entries == STEPS and fresh.events_applied == len(h.history)
-    assert fresh.is_finished and fresh.ctx.output == str(STEPS)
+    assert fresh.is_finished and fresh.execution.output == str(STEPS)
 
 
 def test_apply_then_step_equals_execute() -> None:

@@ -8,6 +8,7 @@ nullability, defaults). A failure names the record and field to fix.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from datetime import datetime
@@ -23,6 +24,8 @@ _PRIMITIVE = {str: "string", int: "long", bool: "boolean", bytes: "bytes"}
 
 
 def expected_type(hint: object) -> object:
+    if isinstance(hint, type) and issubclass(hint, enum.Enum) and issubclass(hint, str):
+        return "string"  # a str enum travels as its member's value
     if hint in _PRIMITIVE:
         return _PRIMITIVE[hint]
     if hint is datetime:

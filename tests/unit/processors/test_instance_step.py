@@ -1,0 +1,151 @@
+"""InstanceStep on plain messages: a state and a batch in, records and a state out; no broker.
+
+Every test also checks the applier property: folding the history the step recorded with the
+applier table gives the same open work and status as the live step holds.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from durable_kafka import task
+from durable_kafka.processors import store as keys
+from durable_kafka.processors.actions import action_to_event
+from durable_kafka.processors.executor import OrchestrationExecutor, OrchestratorRegistry
+from durable_kafka.processors.instance import InstanceStep, Loaded, Outcome, Topics
+from durable_kafka.processors.instance_state import InstanceState, fold_history, recover_open_work
+from durable_kafka.streams import events as ev
+from durable_kafka.streams.status import OrchestrationStatus as S
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
+IID = "order-1"
+TOPICS = Topics("orch", "acts", "ents", "hist", "status", "replies")
+
+
+def two_activities(ctx: task.OrchestrationContext, _: Any) -> Any:
+    a = yield ctx.call_activity("first")
+    b = yield ctx.call_activity("second", input=a)
+    return [a, b]
+
+
+def waits_a_minute(ctx: task.OrchestrationContext, _: Any) -> Any:
+    yield ctx.create_timer(timedelta(minutes=1))
+    return "late"
+
+
+class Engine:
+    """The processor's part, in memory: one Loaded kept between steps, history in a list."""
+
+    def __init__(self, *fns: Any) -> None:
+        registry = OrchestratorRegistry()
+        for fn in fns:
+            registry.add_orchestrator(fn)
+        self.executor = OrchestrationExecutor(registry)
+        self.loaded = Loaded(instance_id=IID, partition=0)
+        self.history: list[ev.HistoryRecord] = []
+        self.seq = 0
+
+    def msg(self, body: Any, msg_id: str | None = None) -> ev.OrchestratorMessage:
+        self.seq += 1
+        return ev.OrchestratorMessage(id=msg_id or f"m{self.seq}", instance_id=IID, sent_at=NOW, body=body)
+
+    def step(self, *msgs: ev.OrchestratorMessage, timers: tuple[ev.TimerRecord, ...] = ()) -> Outcome:
+        s = InstanceStep(loaded=self.loaded, instance_id=IID, now=NOW, topics=TOPICS, executor=self.executor,
+                         load_history=lambda i, e: [r.event for r in self.history if r.execution_id == e],
+                         action_to_event=action_to_event)
+        s.apply_messages(list(msgs))
+        for t in timers:
+            s.apply_timer(t)
+        out = s.finish()
+        self.history += [p.value for p in out.produce if p.topic == "hist"]
+        return out
+
+    def execution(self) -> str:
+        assert self.loaded.header is not None
+        return self.loaded.header.execution_id
+
+    def refold(self) -> InstanceState:
+        return fold_history(InstanceState(instance_id=IID), [r.event for r in self.history])
+
+
+def start(name: str, **kw: Any) -> ev.StartOrchestration:
+    return ev.StartOrchestration(name=name, execution_id="x1", **kw)
+
+
+def result(e: Engine, task_id: int, value: Any) -> ev.ActivityResult:
+    return ev.ActivityResult(execution_id=e.execution(), task_id=task_id, result=json.dumps(value))
+
+
+def produced(out: Outcome, topic: str) -> list[Any]:
+    return [p.value for p in out.produce if p.topic == topic]
+
+
+def assert_fold_matches(e: Engine) -> None:
+    folded = e.refold()
+    assert folded.status == e.loaded.status
+    assert (folded.open_tasks, folded.open_timers, folded.open_requests, folded.locks) == (
+        e.loaded.open_tasks, e.loaded.open_timers, e.loaded.open_requests, e.loaded.locks)
+    assert recover_open_work(IID, [r.event for r in e.history]).open_tasks == e.loaded.open_tasks
+
+
+def test_start_schedules_the_first_activity_and_reports_running() -> None:
+    e = Engine(two_activities)
+    out = e.step(e.msg(start("two_activities"), "start-1"))
+    (req,) = produced(out, "acts")
+    assert (req.name, req.task_id) == ("first", 1)
+    assert [type(r.event).__name__ for r in e.history] == [
+        "OrchestratorStarted", "ExecutionStarted", "TaskScheduled", "OrchestratorCompleted"]
+    (status,) = produced(out, "status")
+    assert status.runtime_status is S.RUNNING
+    assert e.loaded.open_tasks == {1}
+    assert out.puts[keys.instance_key(IID)] is e.loaded.header
+    assert_fold_matches(e)
+
+
+def test_a_result_delivered_twice_in_one_batch_completes_the_task_once() -> None:
+    e = Engine(two_activities)
+    e.step(e.msg(start("two_activities")))
+    e.step(e.msg(result(e, 1, "a")), e.msg(result(e, 1, "a")))
+    kinds = [type(r.event).__name__ for r in e.history]
+    assert kinds.count("TaskCompleted") == 1
+    assert e.loaded.open_tasks == {2}
+    assert_fold_matches(e)
+    e.step(e.msg(result(e, 2, "b")))
+    assert e.loaded.status is S.COMPLETED
+    assert e.loaded.header is not None and json.loads(e.loaded.header.output or "") == ["a", "b"]
+    assert_fold_matches(e)
+
+
+def test_suspend_then_terminate_in_one_batch_ends_terminated() -> None:
+    e = Engine(two_activities)
+    e.step(e.msg(start("two_activities")))
+    out = e.step(e.msg(ev.SuspendOrchestration(reason="pause")),
+                 e.msg(ev.TerminateOrchestration(output='"stop"', recursive=False)))
+    assert e.loaded.status is S.TERMINATED
+    assert produced(out, "status")[-1].runtime_status is S.TERMINATED
+    assert_fold_matches(e)
+
+
+def test_timer_index_written_and_removed_when_the_timer_fires() -> None:
+    e = Engine(waits_a_minute)
+    out = e.step(e.msg(start("waits_a_minute")))
+    (timer_key,) = [k for k in out.puts if k.startswith(keys.TIMER_PREFIX)]
+    record = out.puts[timer_key]
+    assert e.loaded.open_timers == {1: record.fire_at.timestamp() * 1000}
+    assert_fold_matches(e)
+    e.step(timers=(record, record))  # a timer seen twice fires once
+    assert [type(r.event).__name__ for r in e.history].count("TimerFired") == 1
+    assert e.loaded.status is S.COMPLETED and e.loaded.open_timers == {}
+    assert_fold_matches(e)
+
+
+def test_a_duplicate_message_id_is_dropped() -> None:
+    e = Engine(two_activities)
+    e.step(e.msg(start("two_activities")))
+    first = e.msg(result(e, 1, "a"), "dup")
+    e.step(first)
+    before = len(e.history)
+    e.step(e.msg(result(e, 1, "a"), "dup"))
+    assert len(e.history) == before

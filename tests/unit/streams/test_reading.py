@@ -1,0 +1,69 @@
+"""read_to_end on an in-memory consumer: it stops on the consumer's position, not the last record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from durable_kafka.streams.reading import read_to_end
+
+
+class _Msg:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._p, self._o = partition, offset
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+
+class _FakeConsumer:
+    """Delivers records up to ``last`` per partition; positions then jump to ``end`` (a commit marker)."""
+
+    def __init__(self, last: dict[int, int], end: dict[int, int]) -> None:
+        self.last, self.end = last, end
+        self.pos: dict[int, int] = {}
+        self.queue: list[_Msg] = []
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.pos[tp.partition] = tp.offset
+            self.queue += [_Msg(tp.partition, o) for o in range(tp.offset, self.last[tp.partition] + 1)]
+
+    def poll(self, timeout: float) -> Any:
+        if not self.queue:
+            for p in self.pos:  # nothing left: the consumer moves past the trailing marker
+                self.pos[p] = self.end[p]
+            return None
+        m = self.queue.pop(0)
+        self.pos[m.partition()] = m.offset() + 1
+        return m
+
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        out = []
+        while self.queue and len(out) < n:
+            m = self.queue.pop(0)
+            self.pos[m.partition()] = m.offset() + 1
+            out.append(m)
+        return out
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.pos[tp.partition]) for tp in tps]
+
+
+def test_reads_every_record_and_stops_past_a_trailing_commit_marker() -> None:
+    consumer = _FakeConsumer(last={0: 4, 1: 2}, end={0: 6, 1: 3})
+    got = [(m.partition(), m.offset()) for batch in read_to_end(consumer, "t", {0: (2, 6), 1: (0, 3)}) for m in batch]
+    assert sorted(got) == [(0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2)]
+
+
+def test_nothing_to_read_assigns_nothing() -> None:
+    consumer = _FakeConsumer(last={}, end={})
+    assert list(read_to_end(consumer, "t", {0: (5, 5)})) == []
+    assert consumer.pos == {}
