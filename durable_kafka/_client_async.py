@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import IsolationLevel, KafkaException, Producer, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from durable_kafka._client_entities import (
@@ -535,6 +535,23 @@ class AsyncClient:
             max_instance_count=1000))
         results = await asyncio.gather(*(self.purge_orchestration(s.instance_id, timeout=timeout) for s in states))
         return PurgeInstancesResult(deleted_instance_count=sum(r.deleted_instance_count for r in results))
+
+    async def missing_topics(self, timeout: float = 5.0) -> list[str]:
+        """The hub's topics the broker does not have (empty when the hub is ready), for health
+        probes; BrokerError when the broker does not answer within ``timeout``."""
+        await self._ensure_started()
+        names = self._client._topics.all()
+        futures = self._admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+        missing: list[str] = []
+        for name, future in futures.items():
+            try:
+                await asyncio.wrap_future(future)
+            except KafkaException as error:
+                code = error.args[0].code() if error.args else None
+                if code != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise BrokerError(f"describing topic {name!r} failed: {error}") from error
+                missing.append(name)
+        return missing
 
     # ------------------------------------------------------------------ entities
 
