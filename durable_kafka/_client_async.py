@@ -443,6 +443,29 @@ class AsyncClient:
                                f"(last seen: {seen})")
         return state_from_status(cache.get(instance_id), fetch_payloads=fetch_payloads)
 
+    async def get_state_or_wait(self, instance_id: str, timeout: float) -> OrchestrationState | None:
+        """The state now, or once the instance ends if it has not within ``timeout`` (None if unknown).
+
+        For the HTTP long poll: one catch-up with the broker instead of the two that
+        ``get_orchestration_state`` followed by ``wait_for_orchestration_completion`` cost, and
+        an unknown id answers at once instead of after the whole wait.
+        """
+        validate_instance_id(instance_id)
+        timeout = _check_timeout(timeout)
+        cache = self._client._status
+        await self._sync([instance_id], self._client._sync_timeout)
+        if cache.get(instance_id) is None:
+            return None
+
+        def ended() -> bool:  # a purge while waiting also ends the wait (the answer is then None)
+            status = cache.get(instance_id)
+            return status is None or status.runtime_status in _TERMINAL_NAMES
+
+        if timeout > 0:
+            await self._until(ended, timeout)
+        status = cache.get(instance_id)
+        return None if status is None else state_from_status(status, fetch_payloads=True)
+
     async def query_orchestration_states(self, query: OrchestrationQuery | None = None
                                          ) -> tuple[list[OrchestrationState], str | None]:
         """One page of matching states (created_at, instance id order) and the next page's token."""

@@ -201,12 +201,9 @@ def _add_instance_routes(app: FastAPI, client: AsyncClient) -> None:
         fail_500 = parse_bool("returnInternalServerErrorOnFailure",
                               _param(request, "returnInternalServerErrorOnFailure"), False)
         wait = parse_duration(_param(request, "waitForCompletion"))
-        state = await client.get_orchestration_state(instance_id)
+        state = await client.get_state_or_wait(instance_id, wait or 0.0)  # still running after it: 202
         if state is None:
             raise HttpError(404, f"instance {instance_id!r} does not exist in hub {client.hub!r}")
-        if wait and state.runtime_status not in TERMINAL_STATUSES:
-            with contextlib.suppress(TimeoutError):  # still running after the wait: answer 202
-                state = await client.wait_for_orchestration_completion(instance_id, timeout=wait)
         history = None
         if show_history:
             history = history_json(await client.get_orchestration_history(instance_id), show_output=show_output)

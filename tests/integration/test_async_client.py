@@ -66,6 +66,10 @@ def test_start_wait_read_history_and_errors(hub, worker):
             await c.schedule_new_orchestration(approval, instance_id="wait-1")
         with pytest.raises(TimeoutError):
             await c.wait_for_orchestration_completion(waiting, timeout=0.5)
+        still = await c.get_state_or_wait(waiting, 0.5)  # the long poll's primitive: no error, the state
+        assert still.runtime_status in (OrchestrationStatus.PENDING, OrchestrationStatus.RUNNING)
+        assert await c.get_state_or_wait("nobody", 30) is None
+        assert (await c.get_state_or_wait(iid, 30)).get_output()[0] == "Hello Tokyo!"
 
         failed = await c.wait_for_orchestration_completion(
             await c.schedule_new_orchestration(boom, input="no way"), timeout=60)
