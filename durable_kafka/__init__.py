@@ -31,12 +31,14 @@ from durable_kafka.client import (
     OrchestrationStatus,
     PurgeInstancesResult,
 )
+from durable_kafka._client_async import AsyncClient
 from durable_kafka.worker import Worker
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 
 __all__ = [
     "ActivityContext",
+    "AsyncClient",
     "CleanEntityStorageResult",
     "Client",
     "DurableEntity",

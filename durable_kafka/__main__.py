@@ -7,6 +7,9 @@ Commands:
     worker MODULE:ATTR [--kafka-config FILE]
     audit --hub NAME [--worker MODULE:ATTR] [--bootstrap ADDR] [--kafka-config FILE]
     acl grant|revoke|list --hub NAME --principal User:NAME [--bootstrap ADDR] [--kafka-config FILE]
+    serve --hub NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-body-bytes N]
+    instances list|show, start, raise, terminate|suspend|resume|restart|purge, entities list|show|signal
+                    --hub NAME [--json] (tables for people, JSON in the HTTP API's shapes for scripts)
 
 ``--kafka-config`` names a Kafka client properties file (``key=value``, Java or librdkafka
 names: docs/SECURITY.md); it takes the place of ``$DURABLE_KAFKA_CONFIG_FILE``.
@@ -25,6 +28,8 @@ from collections.abc import Sequence
 
 from durable_kafka.errors import ConfigurationError, DurableKafkaError
 from durable_kafka._cli_acl import add_acl_command
+from durable_kafka._cli_instances import add_instance_commands
+from durable_kafka._cli_serve import add_serve_command
 from durable_kafka._cli_worker import add_audit_command, add_kafka_config_argument, add_worker_command, kafka_settings
 
 EXIT_OK = 0
@@ -137,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_command(commands)
     add_audit_command(commands)
     add_acl_command(commands)
+    add_serve_command(commands)
+    add_instance_commands(commands)
     return parser
 
 

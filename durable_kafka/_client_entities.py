@@ -162,24 +162,9 @@ class EntityClientMixin:
         ``wait_for_delivery`` (default) returns once the broker stored the signal;
         ``False`` only queues it in the producer (for sending many quickly; ``close()`` flushes).
         """
-        entity_instance_id = _one_of(entity_instance_id, entity_id, "entity_instance_id", "entity_id")
-        operation_name = _one_of(operation_name, operation, "operation_name", "operation")
-        target = entity_id_of(entity_instance_id)
-        if not isinstance(operation_name, str) or not operation_name:
-            raise InvalidArgumentError(f"operation_name must be a non-empty str, got {operation_name!r}")
-        if signal_time is not None:
-            if not isinstance(signal_time, datetime):
-                raise InvalidArgumentError(f"signal_time must be a datetime, got {signal_time!r}")
-            signal_time = _utc(signal_time)
-        payload = None
-        if input is not None:
-            try:
-                payload = json.dumps(input)
-            except (TypeError, ValueError) as error:
-                raise InvalidArgumentError(f"input is not JSON-serializable: {error}") from None
-            check_payload_size(f"the input of operation {operation_name!r} (as JSON)", payload)
-        self._send_entity_message(str(target), SignalEntity(operation=operation_name, input=payload,
-                                                            scheduled_time=signal_time), wait_for_delivery)
+        target, body = signal_request(entity_instance_id, operation_name, input, signal_time,
+                                      entity_id=entity_id, operation=operation)
+        self._send_entity_message(target, body, wait_for_delivery)
 
     def _send_entity_message(self, entity_id: str, body: Any, wait: bool) -> None:
         self._ensure_open()
@@ -282,6 +267,30 @@ class EntityClientMixin:
             if (released == len(unlocked) and removed == len(removing)) or time.monotonic() >= deadline:
                 return released, removed
             time.sleep(0.1)
+
+
+def signal_request(entity_instance_id: EntityInstanceId | str | None, operation_name: str | None, input: Any,  # noqa: A002
+                   signal_time: datetime | None, *, entity_id: EntityInstanceId | str | None = None,
+                   operation: str | None = None) -> tuple[str, SignalEntity]:
+    """The checked target entity id and SignalEntity of a ``signal_entity`` call (shared by
+    the sync and async clients, so both validate alike)."""
+    entity_instance_id = _one_of(entity_instance_id, entity_id, "entity_instance_id", "entity_id")
+    operation_name = _one_of(operation_name, operation, "operation_name", "operation")
+    target = entity_id_of(entity_instance_id)
+    if not isinstance(operation_name, str) or not operation_name:
+        raise InvalidArgumentError(f"operation_name must be a non-empty str, got {operation_name!r}")
+    if signal_time is not None:
+        if not isinstance(signal_time, datetime):
+            raise InvalidArgumentError(f"signal_time must be a datetime, got {signal_time!r}")
+        signal_time = _utc(signal_time)
+    payload = None
+    if input is not None:
+        try:
+            payload = json.dumps(input)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgumentError(f"input is not JSON-serializable: {error}") from None
+        check_payload_size(f"the input of operation {operation_name!r} (as JSON)", payload)
+    return str(target), SignalEntity(operation=operation_name, input=payload, scheduled_time=signal_time)
 
 
 def _one_of(value: Any, alias: Any, name: str, alias_name: str) -> Any:

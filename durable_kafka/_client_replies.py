@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -25,11 +26,17 @@ _POLL_SECONDS = 0.1
 
 
 class _Slot:
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "on_done")
 
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
         self.event = threading.Event()
         self.reply: ClientReply | None = None
+        self.on_done = on_done  # called from the reader thread once the slot is set
+
+    def done(self) -> None:
+        self.event.set()
+        if self.on_done is not None:
+            self.on_done()
 
 
 class ReplyListener:
@@ -72,15 +79,19 @@ class ReplyListener:
             thread, self._thread = self._thread, None
             slots = list(self._slots.values())
         for slot in slots:
-            slot.event.set()
+            slot.done()
         if thread is not None:
             thread.join()
 
-    def expect(self, request_id: str) -> None:
-        """Register interest in a reply; call before producing the request."""
+    def expect(self, request_id: str, on_done: Callable[[], None] | None = None) -> None:
+        """Register interest in a reply; call before producing the request.
+
+        ``on_done`` (the AsyncClient's hook) is called from the reader thread when the reply
+        arrives or the reader stops; ``wait(request_id, 0)`` then returns or raises at once.
+        """
         self.start()
         with self._lock:
-            self._slots[request_id] = _Slot()
+            self._slots[request_id] = _Slot(on_done)
 
     def forget(self, request_id: str) -> None:
         with self._lock:
@@ -123,13 +134,13 @@ class ReplyListener:
                     slot = self._slots.get(reply.request_id)
                 if slot is not None:
                     slot.reply = reply
-                    slot.event.set()
+                    slot.done()
         except BaseException as error:  # waiters must learn that no reply will come
             log.exception("reply reader for client %s stopped", self._client_id)
             self._failure = error
             with self._lock:
                 slots = list(self._slots.values())
             for slot in slots:
-                slot.event.set()
+                slot.done()
         finally:
             consumer.close()

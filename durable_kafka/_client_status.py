@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -50,6 +50,54 @@ class StatusCache:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failure: BaseException | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ listeners (AsyncClient)
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` from the reader thread after every batch, failure and close.
+
+        Why: an event loop cannot wait on the condition variable; the AsyncClient registers a
+        listener that hands control to its loop (``call_soon_threadsafe``), which re-checks its
+        waiters there. The listener must be quick and must not raise.
+        """
+        with self._condition:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        with self._condition:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify_listeners(self) -> None:
+        with self._condition:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def caught_up(self, targets: Mapping[int, int]) -> bool:
+        """True once every partition in ``targets`` is consumed up to its offset (no waiting);
+        raises the reader's failure, ClientError once closed."""
+        with self._condition:
+            self._raise_if_failed()
+            if self._stopping.is_set():
+                raise ClientError("the client is closed")
+            return all(self._consumed.get(p, 0) >= end for p, end in targets.items())
+
+    @property
+    def partitions(self) -> int:
+        """The status topic's partition count (starts the reader if needed)."""
+        self.start()
+        return self._partitions
+
+    @property
+    def closed(self) -> bool:
+        return self._stopping.is_set()
+
+    def raise_if_failed(self) -> None:
+        """Raise BrokerError if the reader thread died (waiters outside this module use it)."""
+        with self._condition:
+            self._raise_if_failed()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -84,6 +132,7 @@ class StatusCache:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
+        self._notify_listeners()
 
     # ------------------------------------------------------------------ reader thread
 
@@ -103,6 +152,7 @@ class StatusCache:
             with self._condition:
                 self._failure = error
                 self._condition.notify_all()
+            self._notify_listeners()
         finally:
             consumer.close()
 
@@ -149,6 +199,7 @@ class StatusCache:
                 if offset > self._consumed.get(partition, 0):
                     self._consumed[partition] = offset
             self._condition.notify_all()
+        self._notify_listeners()
 
     # ------------------------------------------------------------------ reads
 

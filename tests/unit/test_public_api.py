@@ -4,7 +4,7 @@ import durable_kafka
 from durable_kafka import task
 
 EXPECTED = {
-    "ActivityContext", "CleanEntityStorageResult", "Client", "DurableEntity", "DurableKafkaError",
+    "ActivityContext", "AsyncClient", "CleanEntityStorageResult", "Client", "DurableEntity", "DurableKafkaError",
     "EntityContext", "EntityInstanceId", "EntityMetadata", "EntityQuery", "FailureDetails",
     "InstanceAlreadyExistsError", "InstanceNotFoundError", "InvalidInstanceIdError", "NonDeterminismError",
     "OrchestrationContext", "OrchestrationFailedError", "OrchestrationQuery", "OrchestrationState",
