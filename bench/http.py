@@ -25,14 +25,14 @@ _BENCH = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
 import http.client  # noqa: E402,F401  (the standard library's, cached before bench/ returns)
 
-import argparse
-import asyncio
-import os
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-import httpx
+import httpx  # noqa: E402
 
 sys.path.insert(0, _BENCH)
 

@@ -79,7 +79,7 @@ def test_raise_suspend_resume_terminate_restart_purge(cli) -> None:
 def test_entities_signal_show_list(cli) -> None:
     assert cli("entities", "signal", "@counter@c1", "add", "--input", "4")[0] == 0
     deadline = time.monotonic() + 60
-    while (meta := cli.client.get_entity("@counter@c1")) is None:
+    while cli.client.get_entity("@counter@c1") is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     code, out = cli("entities", "show", "@counter@c1", "--json")
