@@ -401,23 +401,16 @@ def _is_alive(pid: int) -> bool:
 
 def _is_our_broker(pid: int, cfg: BrokerConfig) -> bool:
     """Alive, not a zombie, and running kafka.Kafka on this state dir (guards against pid reuse)."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _is_alive(pid):
         return False
-    except PermissionError:
-        return True
     proc = Path(f"/proc/{pid}")
     if not proc.exists():  # not Linux: the signal check is all we have
         return True
     try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state not in ("Z", "X") and b"kafka.Kafka" in cmdline and \
-        str(cfg.properties_file).encode() in cmdline
+    return b"kafka.Kafka" in cmdline and str(cfg.properties_file).encode() in cmdline
 
 
 def _read_pid(cfg: BrokerConfig) -> int | None:
