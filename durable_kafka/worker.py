@@ -163,7 +163,8 @@ class Worker:
 
     def _start_parts(self) -> None:
         t = self.topics
-        topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies)
+        topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
+                        t.deadletter)
         executor = OrchestrationExecutor(self._orchestrators)
         options = self.store_options or StoreOptions()
         stores = StoreSet(os.path.join(self.state_dir, self.hub), "orchestrations", options)
