@@ -35,6 +35,7 @@ from durable_kafka._client_async import AsyncClient
 from durable_kafka.worker import Worker
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
+from durable_kafka import triggers
 
 __all__ = [
     "ActivityContext",
@@ -64,6 +65,7 @@ __all__ = [
     "errors",
     "get_name",
     "task",
+    "triggers",
     "when_all",
     "when_any",
 ]

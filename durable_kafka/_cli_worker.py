@@ -60,6 +60,8 @@ def add_worker_command(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("worker", help="run a Worker defined in your code (module:attribute)")
     p.add_argument("target", help="module:attribute naming a durable_kafka.Worker (or a function returning one)")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING: quiet)")
+    p.add_argument("--triggers", default=None, metavar="FILE",
+                   help="TOML file of trigger routes ([[route]] tables, docs/TRIGGERS.md), added to the worker")
     add_kafka_config_argument(p)
     p.set_defaults(func=cmd_worker)
 
@@ -71,6 +73,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         resolve_kafka_config(config_file=args.kafka_config)  # a bad file fails here, before user code
         os.environ[CONFIG_FILE_ENV] = args.kafka_config
     worker = load_worker(args.target)
+    if args.triggers:  # checked whole before the worker starts: a bad file consumes nothing
+        from durable_kafka._trigger_toml import load_routes
+
+        for loaded in load_routes(args.triggers, orchestrators=worker._orchestrators.__contains__):
+            worker.add_trigger(loaded.route, create_missing=loaded.create_missing)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

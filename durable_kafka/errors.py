@@ -3,7 +3,11 @@
     DurableKafkaError
     ├── ConfigurationError          bad settings: hub name, partition counts, bootstrap
     │   ├── InvalidHubNameError     a task hub name that cannot prefix topic names
-    │   └── PartitionCountMismatchError
+    │   ├── PartitionCountMismatchError
+    │   └── TriggerConfigError      a trigger route (or routes file) that cannot work
+    │       ├── InvalidRouteError   a route argument of the wrong type or value
+    │       ├── TriggerFileError    a TOML routes file that is not valid (names the line/route)
+    │       └── SourceTopicMissingError  a route's source topic does not exist
     ├── CodecError                  bytes that cannot become a record (or a record, bytes)
     │   ├── UnknownSchemaError      fingerprint not in the registry
     │   ├── CorruptRecordError      truncated, bad marker, undecodable body
@@ -24,6 +28,11 @@
     │   ├── NonDeterminismError     orchestrator code diverged from its history
     │   ├── OrchestratorNotRegisteredError  history names an orchestrator nobody registered
     │   └── OrchestrationStateError a call the orchestration's current state does not allow
+    ├── TriggerRecordError          a source record a route cannot turn into a command (dead-lettered)
+    │   ├── TriggerDecodeError      the decoder cannot read the record's value
+    │   ├── TemplateFieldMissingError  a template names a field the record does not have
+    │   ├── RouteCallableError      a route's callable (field or filter) raised
+    │   └── InstanceExistsError     reuse="fail": the instance already exists
     ├── EntityError                 raised while running an entity operation
     │   └── EntityOperationNotFoundError  the entity has no operation of that name
     └── BrokerError                 the broker cannot be assembled/started/reached or refuses
@@ -68,6 +77,42 @@ class PartitionCountMismatchError(ConfigurationError):
             f"topic {topic!r} has {actual} partitions but the hub is configured for {expected}; "
             f"use partitions={actual} or create a new hub"
         )
+
+
+class TriggerConfigError(ConfigurationError):
+    """A trigger route, or a routes file, that cannot work: found at start, before anything is consumed."""
+
+
+class InvalidRouteError(TriggerConfigError):
+    """A route argument of the wrong type or value (the message names the route and the argument)."""
+
+
+class TriggerFileError(TriggerConfigError):
+    """A TOML routes file that is not valid; the message names the file, the line or the route."""
+
+
+class SourceTopicMissingError(TriggerConfigError):
+    """A route reads a topic that does not exist (pass ``create_missing=True`` to create it)."""
+
+
+class TriggerRecordError(DurableKafkaError):
+    """A source record a route cannot turn into a command; it goes to ``<hub>.deadletter``."""
+
+
+class TriggerDecodeError(TriggerRecordError):
+    """The route's decoder cannot read the record's value (bad JSON, bad UTF-8, wrong Avro)."""
+
+
+class TemplateFieldMissingError(TriggerRecordError):
+    """A template names a field the decoded record does not have."""
+
+
+class RouteCallableError(TriggerRecordError):
+    """A callable of the route (a field or the filter) raised on the record."""
+
+
+class InstanceExistsError(TriggerRecordError):
+    """A trigger start with ``reuse="fail"`` met an instance that already exists."""
 
 
 class CodecError(DurableKafkaError):

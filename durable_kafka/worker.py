@@ -102,6 +102,9 @@ class Worker:
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
         self._entities: dict[str, Any] = {}
+        self._triggers: list[Any] = []  # durable_kafka.triggers.Route
+        self._create_missing: set[str] = set()
+        self._trigger_processor: Processor | None = None
         self._lock = threading.Lock()
         self._started = False
         self._orch_processor: Processor | None = None
@@ -125,6 +128,27 @@ class Worker:
         self._entities[key] = fn
         return key
 
+    def add_trigger(self, route: Any, *, create_missing: bool = False) -> str:
+        """Turn the records of ``route.topic`` into commands (``durable_kafka.triggers``; docs/TRIGGERS.md).
+
+        The source topic must exist when the worker starts (``SourceTopicMissingError``), or is
+        created then with ``create_missing=True``. Returns the route's name; two routes of one
+        worker need different names.
+        """
+        from durable_kafka.errors import InvalidRouteError
+        from durable_kafka.triggers import Route
+
+        self._check_not_started()
+        if not isinstance(route, Route):
+            raise InvalidRouteError(f"add_trigger takes a triggers.Start/Raise/Signal/Terminate/Suspend/Resume "
+                                    f"route, got {route!r}")
+        if any(r.name == route.name for r in self._triggers):
+            raise InvalidRouteError(f"two trigger routes are named {route.name!r}; give them distinct name=")
+        self._triggers.append(route)
+        if create_missing:
+            self._create_missing.add(route.topic)
+        return str(route.name)
+
     def _check_not_started(self) -> None:
         if self._started:
             raise ConfigurationError("register orchestrators, activities and entities before start()")
@@ -141,6 +165,10 @@ class Worker:
                 ensure_topics(self.hub, self.partitions, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
                               replication_factor=self.replication_factor,
                               min_insync_replicas=self.min_insync_replicas)
+            if self._triggers:  # a missing source topic is a start-up error, before anything runs
+                from durable_kafka._trigger_runtime import check_source_topics
+
+                check_source_topics(self.bootstrap, self.kafka_config, self._triggers, self._create_missing)
             self._started = True
             try:
                 self._start_parts()
@@ -159,11 +187,16 @@ class Worker:
 
     def _groups(self) -> list[str]:
         groups = [f"{self.hub}.orchestrators", f"{self.hub}.activity-workers"]
+        if self._triggers:
+            from durable_kafka._trigger_runtime import trigger_group
+
+            groups.append(trigger_group(self.hub, self._triggers))
         return groups + [f"{self.hub}.entities"] if self._entities else groups
 
     def _start_parts(self) -> None:
         t = self.topics
-        topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies)
+        topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
+                        t.deadletter)
         executor = OrchestrationExecutor(self._orchestrators)
         options = self.store_options or StoreOptions()
         stores = StoreSet(os.path.join(self.state_dir, self.hub), "orchestrations", options)
@@ -189,6 +222,14 @@ class Worker:
             kafka_config=self.kafka_config)
         self._activity_worker.start()
         self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
+        if self._triggers:  # last: its commands go to processors that are already running
+            from durable_kafka._trigger_runtime import build_trigger_processor
+
+            self._trigger_processor = build_trigger_processor(
+                hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
+                routes=self._triggers, state_dir=self.state_dir, stuck_after=self.stuck_after,
+                static_membership=self.static_membership)
+            self._trigger_processor.start()
         log.info("worker %s started on hub %s", self.worker_id, self.hub)
 
     def stop(self) -> None:
@@ -200,13 +241,14 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
     def _stop_parts(self) -> None:
-        for part in (self._activity_worker, self._entity_processor, self._orch_processor):
+        for part in (self._trigger_processor, self._activity_worker, self._entity_processor, self._orch_processor):
             if part is not None:
                 try:
                     part.stop()
                 except Exception:  # noqa: BLE001 - stop the other parts regardless
                     log.exception("stopping %r failed", part)
         self._activity_worker = self._entity_processor = self._orch_processor = None
+        self._trigger_processor = None
 
     @property
     def is_running(self) -> bool:
@@ -220,7 +262,8 @@ class Worker:
 
     def errors(self) -> list[BaseException]:
         """Why a part of this worker stopped (or is stuck); empty while healthy."""
-        found = [p.error for p in (self._orch_processor, self._entity_processor) if p is not None and p.error]
+        found = [p.error for p in (self._orch_processor, self._entity_processor, self._trigger_processor)
+                 if p is not None and p.error]
         if self._activity_worker is not None and self._activity_worker.failure is not None:
             found.append(self._activity_worker.failure)
         return found

@@ -45,6 +45,12 @@ RECENT_IDS = 256  # redeliveries arrive within a batch or two; completions dedup
 START_TIMER_ID = -1  # the timer that starts an instance scheduled with start_at
 MAX_CONTINUATIONS = 1000
 NAMESPACE = uuid.UUID("9e1f6f59-5a0c-4d0b-8f0e-3f2a3d6c1b7a")
+#: Events raised to an id with no instance yet are kept (Durable Task semantics) for at most this
+#: many per id and this long: an older one is dropped when the instance starts, and past the
+#: count a new one is dropped (logged). The orchestrator-events topic keeps records 7 days too.
+MAX_WAITING_EVENTS = 1000
+WAITING_TTL_MS = 7 * 24 * 3600 * 1000
+IF_EXISTS_POLICIES = ("skip", "fail", "replace")
 
 
 @dataclass(kw_only=True)
@@ -101,7 +107,8 @@ class Topics:
     """The topic names an instance step writes to (resolved once per worker)."""
 
     def __init__(self, orchestrator_events: str, activity_requests: str, entity_operations: str,
-                 history: str, status: str, replies: str) -> None:
+                 history: str, status: str, replies: str, deadletter: str | None = None) -> None:
+        self.deadletter = deadletter or orchestrator_events.rsplit(".", 1)[0] + ".deadletter"
         self.orchestrator_events = orchestrator_events
         self.activity_requests = activity_requests
         self.entity_operations = entity_operations
@@ -185,6 +192,16 @@ class InstanceStep:
     def _on_start(self, m: OrchestratorMessage) -> None:
         body: ev.StartOrchestration = m.body
         h = self.s.header
+        policy = body.if_exists
+        if h is not None and policy == "skip":  # a trigger's start: the id exists, the record is handled
+            log.debug("start of %s skipped: the instance exists (%s)", self.iid, h.runtime_status.name)
+            return
+        if h is not None and policy == "fail":
+            self._dead_letter_start(m, f"instance {self.iid!r} already exists ({h.runtime_status.name.lower()})")
+            return
+        if h is not None and policy == "replace" and h.runtime_status in ACTIVE:
+            self._end_for_replace(h)
+            h = self.s.header
         if h is not None and h.runtime_status in ACTIVE:
             reason = f"an instance with id {self.iid!r} is already {h.runtime_status.name.lower()}"
             self._reply(m, False, "InstanceAlreadyExistsError", reason)
@@ -222,7 +239,7 @@ class InstanceStep:
             event_id=-1, timestamp=self.now, name=body.name, execution_id=body.execution_id, input=body.input,
             parent_instance_id=body.parent_instance_id, parent_execution_id=body.parent_execution_id,
             parent_task_id=body.parent_task_id, scheduled_start_at=body.scheduled_start_at, tags=dict(body.tags))
-        carried = [replace(e, timestamp=self.now) for e in body.carried_events]
+        carried = [replace(e, timestamp=self.now) for e in body.carried_events] + self._take_waiting()
         if body.scheduled_start_at is not None and to_ms(body.scheduled_start_at) > to_ms(self.now):
             h.pending = [history_record(self.iid, h.execution_id, -1, e) for e in [started, *carried]]
             due = to_ms(body.scheduled_start_at)
@@ -234,6 +251,9 @@ class InstanceStep:
         self.dirty = True
 
     def _on_raise(self, m: OrchestratorMessage) -> None:
+        if self.s.header is None:
+            self._keep_waiting(m)
+            return
         if not self._active(f"event {m.body.name!r}"):
             return
         self.new_events.append(ev.EventRaised(event_id=-1, timestamp=self.now, name=m.body.name, input=m.body.input))
@@ -465,6 +485,50 @@ class InstanceStep:
                                                        parent_instance_id=self.iid),
                           msg_id=f"{a.critical_section_id}/unlock/{a.entity_id}")
 
+    # ------------------------------------------------------------------ trigger starts, early events
+    def _dead_letter_start(self, m: OrchestratorMessage, reason: str) -> None:
+        """reuse="fail": the start goes to the dead-letter topic with its trigger's coordinates."""
+        from durable_kafka.streams.deadletter import build_dead_letter
+
+        route, topic, partition, offset = _parse_source(m.body.source)
+        letter = build_dead_letter(topic=topic, partition=partition, offset=offset, key=self.iid.encode(),
+                                   value=None, reason=f"route {route!r}: {reason} (reuse='fail')",
+                                   error_type="InstanceExistsError", instance_id=self.iid,
+                                   letter_id=f"{topic}/{partition}/{offset}/{route}")
+        self.out.produce.append(Produce(self.t.deadletter, self.iid, letter))
+
+    def _end_for_replace(self, h: InstanceHeader) -> None:
+        """reuse="replace" met an active execution: terminate it now (recorded, locks released)."""
+        if h.runtime_status == PENDING and h.pending:
+            self.new_events = [r.event for r in h.pending] + self.new_events
+            h.pending = []
+            self._drop_timer(START_TIMER_ID)
+        self.new_events.append(ev.ExecutionTerminated(event_id=-1, timestamp=self.now,
+                                                      input='"replaced by a new start"', recurse=False))
+        self._run_episodes()
+
+    def _keep_waiting(self, m: OrchestratorMessage) -> None:
+        """An event for an id with no instance yet: keep it (once per message id) until it starts."""
+        waiting = self.s.waiting
+        if any(w.id == m.id for w in waiting):
+            return
+        if len(waiting) >= MAX_WAITING_EVENTS:
+            log.warning("event %r for %s dropped: %d events already wait for that instance to start",
+                        m.body.name, self.iid, len(waiting))
+            return
+        rec = HistoryRecord(id=m.id, instance_id=self.iid, execution_id="", index=len(waiting),
+                            event=ev.EventRaised(event_id=-1, timestamp=self.now, name=m.body.name, input=m.body.input))
+        waiting.append(rec)
+        self.out.puts[keys.waiting_key(self.iid, m.id)] = rec
+
+    def _take_waiting(self) -> list[Any]:
+        """The waiting events still young enough, in arrival order; their store entries go."""
+        waiting, self.s.waiting = sorted(self.s.waiting, key=lambda w: w.index), []
+        oldest = to_ms(self.now) - WAITING_TTL_MS
+        for w in waiting:
+            self.out.puts[keys.waiting_key(self.iid, w.id)] = None
+        return [replace(w.event, timestamp=self.now) for w in waiting if to_ms(w.event.timestamp) >= oldest]
+
     # ------------------------------------------------------------------ helpers
     def _active(self, what: str) -> bool:
         h = self.s.header
@@ -503,6 +567,17 @@ class InstanceStep:
         """Delete the index entries of every timer still open (the execution has ended)."""
         for timer_id, due in self.s.open_timers.items():
             self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
+
+
+def _parse_source(source: str | None) -> tuple[str, str, int, int]:
+    """``route|topic|partition|offset`` of a trigger start (unknown parts: '?' and -1)."""
+    parts = (source or "").rsplit("|", 3)
+    if len(parts) != 4:
+        return "?", "?", -1, -1
+    try:
+        return parts[0], parts[1], int(parts[2]), int(parts[3])
+    except ValueError:
+        return parts[0], parts[1], -1, -1
 
 
 @dataclass

@@ -54,6 +54,9 @@ class InstanceState:
     open_timers: dict[int, int] = field(default_factory=dict)  # timer id -> due ms
     open_requests: set[str] = field(default_factory=set)  # entity call / lock request ids
     locks: list[str] = field(default_factory=list)  # entities this instance holds locked
+    #: events raised before the instance existed (not history: step bookkeeping, like the events
+    #: held before a scheduled start); delivered after ExecutionStarted when the instance starts
+    waiting: list[ev.HistoryRecord] = field(default_factory=list)
 
     @property
     def status(self) -> OrchestrationStatus:

@@ -189,6 +189,9 @@ class OrchestrationHandler(KeyedHandlerShell):
         header = self.codec.decode(raw, expected=ev.InstanceHeader) if raw is not None else None
         loaded = Loaded(instance_id=iid, partition=partition, header=header)
         self._history_cache = _LazyHistory(self, txn, partition)
+        if header is None:  # events raised before the instance exists wait in the store
+            loaded.waiting = [self.codec.decode(v, expected=ev.HistoryRecord)
+                              for _, v in txn.scan(partition, keys.waiting_prefix(iid))]
         if header is not None and header.runtime_status in ACTIVE:
             # the open work is not stored apart: fold it from history with the live step's appliers
             folded = recover_open_work(iid, self._history_cache[(iid, header.execution_id)])

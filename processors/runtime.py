@@ -42,7 +42,9 @@ class ProcessorConfig:
     bootstrap: str
     group_id: str
     source_topic: str
-    changelog_topic: str
+    #: None: a stateless processor (no store, nothing to restore): its whole effect is the
+    #: records it produces and the offsets it commits with them (the trigger processor)
+    changelog_topic: str | None
     transactional_id: str
     max_batch: int = 500
     poll_timeout: float = 0.05
@@ -60,6 +62,12 @@ class ProcessorConfig:
     producer_overrides: dict = field(default_factory=dict)
     consumer_overrides: dict = field(default_factory=dict)
     kafka_config: dict = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
+    #: more than one source topic (any partition counts); empty: just ``source_topic``
+    source_topics: tuple[str, ...] = ()
+
+    def subscription(self) -> list[str]:
+        """The topics the processor consumes."""
+        return list(self.source_topics) or [self.source_topic]
 
 
 class Transaction:
@@ -181,6 +189,7 @@ class Processor:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.owned: set[int] = set()
+        self._assigned_tps: set[tuple[str, int]] = set()  # (topic, partition): owned across several topics
         self._txn_began: float | None = None
         self._last_progress = time.monotonic()  # last commit, or last time there was nothing to do
         self._failures_since_progress = 0  # aborted or recovered transactions since then
@@ -246,7 +255,7 @@ class Processor:
     def start(self, wait_assigned: float = 30.0) -> None:
         self.producer.init_transactions(30)  # fences and aborts our previous incarnation
         self.consumer.subscribe(
-            [self.config.source_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            self.config.subscription(), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         self._thread = threading.Thread(target=self._loop, name=f"dk-{self.name}", daemon=True)
         self._thread.start()
@@ -290,6 +299,7 @@ class Processor:
         ps = [tp.partition for tp in partitions]
         self.restore(ps)
         self.owned.update(ps)
+        self._assigned_tps.update((tp.topic, tp.partition) for tp in partitions)
         self.handler.on_assigned(ps)
         self._assigned.set()
 
@@ -298,14 +308,16 @@ class Processor:
         self.handler.on_revoked(ps)
         for key in [k for k in self._suspects if k[1] in ps]:
             del self._suspects[key]
+        self._assigned_tps.difference_update((tp.topic, tp.partition) for tp in partitions)
         for p in ps:
-            self.owned.discard(p)
-            self.stores.close(p)
+            if not any(ap == p for _, ap in self._assigned_tps):  # another topic's partition p stays
+                self.owned.discard(p)
+                self.stores.close(p)
 
     def restore(self, partitions: Iterable[int]) -> None:
         """Bring each partition's RocksDB up to the end of its changelog partition."""
         partitions = list(partitions)
-        if not partitions:
+        if not partitions or self.config.changelog_topic is None:
             return
         # auto.offset.reset earliest: a start below the log start means from the start
         reader = Consumer(consumer_config(self.config.bootstrap, f"{self.config.group_id}.restore",
@@ -318,6 +330,7 @@ class Processor:
     def _restore_all(self, reader: Consumer, partitions: list[int]) -> None:
         """Read every partition's changelog tail in one assignment (partitions restore in parallel)."""
         topic = self.config.changelog_topic
+        assert topic is not None  # restore() returns early for a stateless processor
         ranges: dict[int, tuple[int, int]] = {}
         for partition in partitions:
             store = self.stores.open(partition)
@@ -449,7 +462,7 @@ class Processor:
         and come again in the next transaction. ``now_ms`` None skips due timers.
         """
         budget = self._budget() if budgeted else None
-        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic,
+        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic or "-",
                           deadline=time.monotonic() + budget if budget is not None else None)
         began = time.perf_counter()
         self._txn_began = time.monotonic()
@@ -580,7 +593,7 @@ class Processor:
         reason = f"cannot process: {type(failure).__name__}: {failure}"
         log.error("%s: %s[%d]@%d fails on its own (%s); dead-lettering it", self.name, rec.topic(),
                   rec.partition(), rec.offset(), reason)
-        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic)
+        txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic or "-")
         self._txn_began = time.monotonic()
         self.producer.begin_transaction()
         try:
@@ -631,7 +644,7 @@ class Processor:
             key = (m.topic(), m.partition())
             firsts[key] = min(firsts.get(key, m.offset()), m.offset())
         for (t, p), off in firsts.items():
-            if p in self.owned:
+            if (t, p) in self._assigned_tps:
                 self.consumer.seek(TopicPartition(t, p, off))
 
     def _produce_changelog(self, txn: Transaction) -> dict[int, int]:
@@ -644,6 +657,9 @@ class Processor:
                     delivered[p] = msg.offset()
 
         topic = self.config.changelog_topic
+        if topic is None:  # stateless: a handler of such a processor never puts
+            assert not txn.changes, "a stateless processor's handler wrote to a store"
+            return delivered
         for p, changes in txn.changes.items():
             for k, v in changes.items():
                 self.producer.produce(topic, key=k, value=v, partition=p, on_delivery=on_delivery)

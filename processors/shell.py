@@ -116,7 +116,7 @@ class KeyedHandlerShell:
         has reached the transaction yet.
         """
         encoded: dict[int, bytes] = {}  # a history record goes to the store and the topic: encode once
-        changelog = self.proc.config.changelog_topic
+        changelog = self.proc.config.changelog_topic or "-"
 
         def enc(value: Any) -> bytes | None:
             if value is None:

@@ -50,6 +50,15 @@ def history_key(instance_id: str, execution_id: str, index: int) -> bytes:
     return history_prefix(instance_id, execution_id) + b"%08x" % index
 
 
+def waiting_prefix(instance_id: str) -> bytes:
+    """Events raised to an instance id that does not exist yet (delivered when it starts)."""
+    return b"w" + SEP + instance_id.encode() + SEP
+
+
+def waiting_key(instance_id: str, message_id: str) -> bytes:
+    return waiting_prefix(instance_id) + message_id.encode()
+
+
 TIMER_PREFIX = b"t" + SEP
 
 

@@ -307,6 +307,8 @@ class StartOrchestration:
     parent_execution_id: str | None = None
     parent_task_id: int | None = None
     carried_events: list[EventRaised] = field(default_factory=list)  # restart/continue_as_new
+    if_exists: str | None = None  # trigger starts: None (client rule), "skip", "fail", "replace"
+    source: str | None = None  # trigger starts: "route|topic|partition|offset"
 
 
 @dataclass

@@ -270,6 +270,17 @@ class HubTopics:
         "entities_changelog",
     )
 
+    hub: str
+    orchestrator_events: str
+    activity_requests: str
+    entity_operations: str
+    history: str
+    status: str
+    replies: str
+    deadletter: str
+    orchestrations_changelog: str
+    entities_changelog: str
+
     def __init__(self, hub: str) -> None:
         self.hub = validate_hub_name(hub)
         for spec in SPECS:

@@ -9,7 +9,7 @@ EXPECTED = {
     "InstanceAlreadyExistsError", "InstanceNotFoundError", "InvalidInstanceIdError", "NonDeterminismError",
     "OrchestrationContext", "OrchestrationFailedError", "OrchestrationQuery", "OrchestrationState",
     "OrchestrationStatus", "PurgeInstancesResult", "RetryPolicy", "TaskFailedError", "Worker", "errors",
-    "get_name", "task", "when_all", "when_any",
+    "get_name", "task", "triggers", "when_all", "when_any",
 }
 
 

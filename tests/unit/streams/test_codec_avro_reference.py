@@ -118,7 +118,8 @@ INTEROP = [
      {"id": "m-1", "instance_id": "i-1", "sent_at": T0, "reply_to": "client-1", "body": {
          "name": "flow", "execution_id": "e-2", "input": None, "scheduled_start_at": None, "tags": {},
          "parent_instance_id": None, "parent_execution_id": None, "parent_task_id": None,
-         "carried_events": [{"event_id": -1, "timestamp": T0, "name": "go", "input": None}]}}),
+         "carried_events": [{"event_id": -1, "timestamp": T0, "name": "go", "input": None}],
+         "if_exists": None, "source": None}}),
     (ev.DeadLetter("d-1", "hub.history", 2, 99, b"\x00\xff", "bad", "CorruptRecordError", T0, None, None,
                    2, "ab", True, False, T0),
      {"id": "d-1", "topic": "hub.history", "partition": 2, "offset": 99, "original": b"\x00\xff",
