@@ -339,6 +339,17 @@ def load_shipped_schemas() -> list[Schema]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in files]
 
 
+def load_previous_releases() -> list[list[Schema]]:
+    """The changed ``.avsc`` files of each earlier release (``schemas/previous/<release>/``)."""
+    root = resources.files(_SCHEMA_PACKAGE).joinpath("previous")
+    if not root.is_dir():
+        return []
+    releases = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name)
+    return [[json.loads(p.read_text(encoding="utf-8"))
+             for p in sorted(d.iterdir(), key=lambda p: p.name) if p.name.endswith(".avsc")]
+            for d in releases]
+
+
 class Codec:
     """Encodes event dataclasses to single-object Avro and back, with schema evolution.
 
@@ -385,8 +396,15 @@ class Codec:
     @classmethod
     @functools.cache
     def default(cls) -> Codec:
-        """The codec of the schemas shipped with this package (built once per process)."""
-        return cls(load_shipped_schemas())
+        """The codec of the schemas shipped with this package (built once per process).
+
+        It also reads every record as earlier releases wrote it (``schemas/previous``), so a
+        rolling upgrade does not turn the older workers' and clients' records into dead letters.
+        """
+        codec = cls(load_shipped_schemas())
+        for release in load_previous_releases():
+            codec.register_release(release)
+        return codec
 
     # ------------------------------------------------------------------ lookups
 
@@ -522,6 +540,39 @@ class Codec:
             self._writers[fp] = _Writer(full, cur.cls, standalone, parsed, cur.parsed, self._decoders[full])
         log.debug("registered writer schema %s %#018x", full, fp)
         return fp
+
+
+    def register_release(self, changed: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Make every record readable as an earlier release wrote it; returns the new fingerprints.
+
+        ``changed`` holds that release's schemas that differ from today's (named records). A
+        change in one record also changes the standalone schema, and so the fingerprint, of
+        every record that embeds it (``StartOrchestration`` inside ``OrchestratorMessage``), so
+        each current record is expanded again with the old definitions and registered when its
+        fingerprint differs. Each must be readable by today's schema (IncompatibleSchemaError).
+        """
+        overlay: dict[str, Schema] = {}
+        for schema in changed:
+            if not isinstance(schema, Mapping) or schema.get("type") != "record" or "name" not in schema:
+                raise IncompatibleSchemaError(f"a release schema must be a named record, got {schema!r:.80}")
+            overlay[_full_name(schema["name"], schema.get("namespace"))] = dict(schema)
+        named = {**self._named, **overlay}
+        added: list[int] = []
+        for full, cur in self._by_name.items():
+            schema = named[full]
+            try:
+                standalone = _expand(dict(schema), named, _defined_names(schema), set())
+                fp = schema_fingerprint(standalone)
+                if fp in self._writers:
+                    continue
+                parsed = fastavro.parse_schema(standalone)
+            except Exception as exc:  # CodecError from _expand, or fastavro's several error types
+                raise IncompatibleSchemaError(f"release schema of {full!r} is not valid Avro: {exc}") from exc
+            _check_compatible(cur.standalone, standalone, full)
+            with self._lock:
+                self._writers[fp] = _Writer(full, cur.cls, standalone, parsed, cur.parsed, self._decoders[full])
+            added.append(fp)
+        return added
 
 
 def _type_names(expected: type | tuple[type, ...]) -> str:
