@@ -32,9 +32,13 @@ def trigger_group(hub: str, routes: Sequence[Route]) -> str:
     return f"{hub}.triggers.{route_set_digest(routes)}"
 
 
-def check_source_topics(bootstrap: str, kafka_config: Mapping[str, Any], routes: Sequence[Route],
-                        create_missing: set[str], timeout: float = 30.0) -> None:
-    """Every route's topic must exist: a clear error naming the route, or created if asked."""
+def check_source_topics(bootstrap: str, kafka_config: Mapping[str, Any], routes: Sequence[Any],
+                        create_missing: set[str], timeout: float = 30.0, *, what: str = "trigger source topic",
+                        hint: str = "Worker.add_trigger") -> None:
+    """Every route's topic must exist: a clear error naming the route, or created if asked.
+
+    Also used for the output topics of completion routes (``what``/``hint`` name them).
+    """
     admin = AdminClient(admin_config(bootstrap, kafka_config=kafka_config))
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -44,9 +48,9 @@ def check_source_topics(bootstrap: str, kafka_config: Mapping[str, Any], routes:
     to_create = sorted({r.topic for r in missing if r.topic in create_missing})
     absent = [r for r in missing if r.topic not in create_missing]
     if absent:
-        names = ", ".join(f"{r.name!r} reads {r.topic!r}" for r in absent)
-        raise SourceTopicMissingError(f"trigger source topic does not exist: {names} (create it, or pass "
-                                      "create_missing=True to Worker.add_trigger)")
+        names = ", ".join(f"{r.name!r} uses {r.topic!r}" for r in absent)
+        raise SourceTopicMissingError(f"{what} does not exist: {names} (create it, or pass "
+                                      f"create_missing=True to {hint})")
     if not to_create:
         return
     futures = admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=-1) for t in to_create],
@@ -57,7 +61,7 @@ def check_source_topics(bootstrap: str, kafka_config: Mapping[str, Any], routes:
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise BrokerError(f"creating trigger source topic {name!r} failed: {exc}") from exc
+            raise BrokerError(f"creating {what} {name!r} failed: {exc}") from exc
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # visible to the consumer's metadata before subscribing
         topics = admin.list_topics(timeout=timeout).topics

@@ -31,7 +31,7 @@ from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_payload_size
 from durable_kafka.streams.topics import HubTopics
 
-__all__ = ["AvroDecoder", "BytesDecoder", "Decoder", "JsonDecoder", "Raise", "Resume", "Route", "Signal", "Start",
+__all__ = ["AvroDecoder", "BytesDecoder", "Decoder", "JsonDecoder", "PublishCompletion", "Raise", "Resume", "Route", "Signal", "Start",
            "Suspend", "Terminate", "TextDecoder", "TriggerRecord", "REUSE_POLICIES", "route_set_digest"]
 
 REUSE_POLICIES = ("skip", "fail", "replace")
@@ -289,6 +289,43 @@ class Resume(_Control):
 
     def body(self, reason: Any) -> Any:
         return ev.ResumeOrchestration(reason=None if reason is None else _str(reason, "reason"))
+
+
+class PublishCompletion:
+    """An output route: one record on ``topic`` for every instance that ends (docs/TRIGGERS.md).
+
+    ``orchestrators``: the orchestrators (functions or names) whose instances are published;
+    None publishes all. ``format``: ``"json"`` (Durable Functions' status object: ``instanceId``,
+    ``name``, ``runtimeStatus`` as ``Completed``/``Failed``/``Terminated``, ``input``, ``output``,
+    ``failureDetails``, ``createdTime``, ``lastUpdatedTime``) or ``"avro"`` (the engine's
+    ``InstanceStatus`` record, single-object encoded, schemas/InstanceStatus.avsc). The key is
+    the instance id. Records are written in the transaction of the step that ended the instance:
+    exactly once, never before the result is durable. Register with ``Worker.add_output``.
+    """
+
+    FORMATS = ("json", "avro")
+
+    def __init__(self, topic: str, *, orchestrators: Sequence[Any] | None = None, format: str = "json",  # noqa: A002
+                 name: str | None = None) -> None:
+        if not isinstance(topic, str) or not topic.strip():
+            raise InvalidRouteError(f"PublishCompletion: topic must be a non-empty str, got {topic!r}")
+        if format not in self.FORMATS:
+            raise InvalidRouteError(f"PublishCompletion({topic!r}): format must be one of {self.FORMATS}, "
+                                    f"got {format!r}")
+        if orchestrators is not None:
+            if isinstance(orchestrators, (str, bytes)) or not isinstance(orchestrators, Sequence):
+                raise InvalidRouteError(f"PublishCompletion({topic!r}): orchestrators must be a list of "
+                                        f"orchestrators or names, or None for all; got {orchestrators!r}")
+            names = [_orchestrator_name(o, f"PublishCompletion({topic!r}): orchestrators[{n}]")
+                     for n, o in enumerate(orchestrators)]
+        self.topic = topic
+        self.orchestrators: list[str] | None = names if orchestrators is not None else None
+        self.format = format
+        self.name = name or f"completion:{topic}"
+
+    def __repr__(self) -> str:
+        return (f"PublishCompletion({self.topic!r}, orchestrators={self.orchestrators!r}, "
+                f"format={self.format!r})")
 
 
 def route_set_digest(routes: Sequence[Route]) -> str:

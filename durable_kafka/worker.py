@@ -104,6 +104,7 @@ class Worker:
         self._entities: dict[str, Any] = {}
         self._triggers: list[Any] = []  # durable_kafka.triggers.Route
         self._create_missing: set[str] = set()
+        self._outputs: list[Any] = []  # triggers.PublishCompletion routes
         self._trigger_processor: Processor | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -149,6 +150,26 @@ class Worker:
             self._create_missing.add(route.topic)
         return str(route.name)
 
+    def add_output(self, route: Any, *, create_missing: bool = False) -> str:
+        """Publish every instance that ends to ``route.topic`` (``triggers.PublishCompletion``).
+
+        The record is written in the same Kafka transaction as the step that ended the instance
+        (exactly once, never before the result is durable). The topic must exist when the worker
+        starts, or is created then with ``create_missing=True``. Returns the route's name.
+        """
+        from durable_kafka.errors import InvalidRouteError
+        from durable_kafka.triggers import PublishCompletion
+
+        self._check_not_started()
+        if not isinstance(route, PublishCompletion):
+            raise InvalidRouteError(f"add_output takes a triggers.PublishCompletion, got {route!r}")
+        if any(r.name == route.name for r in self._outputs):
+            raise InvalidRouteError(f"two output routes are named {route.name!r}; give them distinct name=")
+        self._outputs.append(route)
+        if create_missing:
+            self._create_missing.add(route.topic)
+        return route.name
+
     def _check_not_started(self) -> None:
         if self._started:
             raise ConfigurationError("register orchestrators, activities and entities before start()")
@@ -169,6 +190,11 @@ class Worker:
                 from durable_kafka._trigger_runtime import check_source_topics
 
                 check_source_topics(self.bootstrap, self.kafka_config, self._triggers, self._create_missing)
+            if self._outputs:  # a missing output topic too: before any instance could end
+                from durable_kafka._trigger_runtime import check_source_topics
+
+                check_source_topics(self.bootstrap, self.kafka_config, self._outputs, self._create_missing,
+                                    what="output topic", hint="Worker.add_output")
             self._started = True
             try:
                 self._start_parts()
@@ -198,6 +224,11 @@ class Worker:
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
                         t.deadletter)
         executor = OrchestrationExecutor(self._orchestrators)
+        on_ended = None
+        if self._outputs:
+            from durable_kafka._trigger_outputs import completion_publisher
+
+            on_ended = completion_publisher(self._outputs)
         options = self.store_options or StoreOptions()
         stores = StoreSet(os.path.join(self.state_dir, self.hub), "orchestrations", options)
         config = ProcessorConfig(
@@ -208,7 +239,8 @@ class Worker:
         self._orch_processor = Processor(
             config, stores,
             lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
-                                              action_to_event=_action_event_for, cache_size=self.executor_cache_size),
+                                              action_to_event=_action_event_for, cache_size=self.executor_cache_size,
+                                              on_ended=on_ended),
             name="orchestrations")
         self._orch_processor.start()
         if self._entities:

@@ -15,7 +15,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Message
@@ -23,7 +23,9 @@ from confluent_kafka import Message
 from durable_kafka.errors import CodecError, PayloadTooLargeError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.events import FailureDetails, HistoryEvent, OrchestratorMessage
+from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceStatus, OrchestratorMessage
+from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.status import TERMINAL_STATUSES as TERMINAL
 
 from . import store as keys
 from .instance import (
@@ -35,6 +37,7 @@ from .instance import (
     Outcome,
     Topics,
     fail_instance,
+    status_of,
 )
 from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
@@ -52,8 +55,12 @@ class OrchestrationHandler(KeyedHandlerShell):
     message_type = OrchestratorMessage
 
     def __init__(self, processor: Processor, *, topics: Topics, deadletter_topic: str, executor: Any,
-                 action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None) -> None:
+                 action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None,
+                 on_ended: Callable[[InstanceStatus], list[tuple[str, bytes, bytes]]] | None = None) -> None:
         super().__init__(processor, deadletter_topic=deadletter_topic, codec=codec)
+        #: completion routes (durable_kafka._trigger_outputs): records for an instance that ended,
+        #: written in the same transaction as the step that ended it
+        self.on_ended = on_ended
         self.topics = topics
         self.executor = executor
         self.action_to_event = action_to_event
@@ -116,8 +123,10 @@ class OrchestrationHandler(KeyedHandlerShell):
                       msgs: Sequence[OrchestratorMessage] = (), raws: Sequence[Message] = (),
                       timers: Sequence[ev.TimerRecord] = ()) -> None:
         self.touch(iid)
+        before: tuple[str, str] | None = None
         try:
             loaded = self._load(txn, partition, iid)
+            before = _status_of(loaded)
             step = self._step(loaded, iid, now)
             step.apply_messages(list(msgs))
             for t in timers:
@@ -143,7 +152,7 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
             self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", type(exc).__name__, tb))
             return
-        self._write(txn, partition, iid, step.s, outcome, writes)
+        self._write(txn, partition, iid, step.s, outcome, writes, before)
 
     def _step(self, loaded: Loaded, iid: str, now: datetime, executor: Any = None) -> InstanceStep:
         return InstanceStep(loaded=loaded, instance_id=iid, now=now, topics=self.topics,
@@ -208,8 +217,11 @@ class OrchestrationHandler(KeyedHandlerShell):
         return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
 
     def _write(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome,
-               writes: Writes) -> None:
+               writes: Writes, before: tuple[str, str] | None = None) -> None:
+        ended = self._ended_records(loaded, before)
         self.write(txn, partition, writes)
+        for topic, key, value in ended:
+            txn.produce(topic, key, value)
         if outcome.evict or loaded.header is None or loaded.header.runtime_status not in ACTIVE:
             self.cache.pop(iid, None)
         else:
@@ -217,6 +229,22 @@ class OrchestrationHandler(KeyedHandlerShell):
             self.cache.move_to_end(iid)
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
+
+    def _ended_records(self, loaded: Loaded, before: tuple[str, str] | None) -> list[tuple[str, bytes, bytes]]:
+        """Completion-route records if this step ended the instance's execution.
+
+        It ended in this step if it is ended now and was not before, or was but as another
+        execution (a restart or a start with ``replace`` that ran to its end in one step).
+        """
+        after = _status_of(loaded)
+        if self.on_ended is None or loaded.header is None or after is None or after[0] not in TERMINAL:
+            return []
+        if before is not None and before[0] in TERMINAL and before[1] == after[1]:
+            return []
+        records = self.on_ended(status_of(loaded.header))
+        for topic, key, value in records:
+            check_record_size(topic, key, value, f"the completion record of {loaded.header.instance_id!r}")
+        return records
 
     def _fail(self, txn: Transaction, partition: int, iid: str, now: datetime, details: FailureDetails) -> None:
         """End the affected instance FAILED with the poison record's reason (best effort).
@@ -234,8 +262,9 @@ class OrchestrationHandler(KeyedHandlerShell):
                     return
                 if strip:
                     loaded.header = replace(loaded.header, input=None, output=None, custom_status=None)
+                before = _status_of(loaded)
                 outcome = fail_instance(self._step(loaded, iid, now), details)
-                self._write(txn, partition, iid, loaded, outcome, self.encode(outcome))
+                self._write(txn, partition, iid, loaded, outcome, self.encode(outcome), before)
                 return
             except PayloadTooLargeError:
                 log.warning("instance %s: its failure does not fit with its payloads; writing it without them", iid)
@@ -244,6 +273,12 @@ class OrchestrationHandler(KeyedHandlerShell):
                 log.exception("could not mark %s failed", iid)
                 break
         self.cache.pop(iid, None)
+
+
+def _status_of(loaded: Loaded) -> tuple[str, str] | None:
+    """(runtime status, execution id) of the loaded instance, None if it does not exist."""
+    h = loaded.header
+    return (h.runtime_status, h.execution_id) if h is not None else None
 
 
 class _FailsWith(OrchestratorRegistry):
