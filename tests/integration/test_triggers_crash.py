@@ -36,6 +36,7 @@ ORDERS = 250  # and as many payments: 500 trigger records
 
 def _spawn(hub, state: Path, orders: str, payments: str) -> subprocess.Popen:
     env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": hub.bootstrap, "DK_TRIG_HUB": hub.name,
+           "DK_TRIG_RESULTS": f"{hub}-results",
            "DK_TRIG_STATE": str(state), "DK_TRIG_PARTITIONS": str(hub.partitions), "DK_TRIG_ORDERS": orders,
            "DK_TRIG_PAYMENTS": payments, "PYTHONPATH": str(ROOT / "tests" / "integration")}
     proc = subprocess.Popen([sys.executable, "-m", "durable_kafka", "worker", "trigger_app:make_worker"],
@@ -75,6 +76,7 @@ def _completed(client: Client, ids: list[str]) -> int:
 def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
     orders, payments = f"{hub}-orders", f"{hub}-payments"
     make_topics(hub.bootstrap, orders, payments, partitions=3)
+    make_topics(hub.bootstrap, f"{hub}-results", partitions=1)
     state = tmp_path / "worker-state"
     worker = _spawn(hub, state, orders, payments)
     ids = [f"order-{i}" for i in range(ORDERS)]
@@ -114,3 +116,9 @@ def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
     starts = Counter(r.instance_id for r in history if isinstance(r.event, ev.ExecutionStarted))
     raised = Counter(r.instance_id for r in history if isinstance(r.event, ev.EventRaised))
     assert starts == Counter(ids) and raised == Counter(ids)
+    # the completion route: exactly one committed record per instance, across the kill
+    from test_trigger_outputs import read_all
+
+    results = read_all(hub.bootstrap, f"{hub}-results", expect=ORDERS)
+    assert Counter(k.decode() for k, _ in results) == Counter(ids)
+    assert all(json.loads(v)["runtimeStatus"] == "Completed" for _, v in results)

@@ -37,4 +37,6 @@ def make_worker() -> Worker:
     worker.add_orchestrator(process_order)
     for route in order_routes(os.environ["DK_TRIG_ORDERS"], os.environ["DK_TRIG_PAYMENTS"]):
         worker.add_trigger(route)
+    if os.environ.get("DK_TRIG_RESULTS"):  # results back out, in the transactions that end them
+        worker.add_output(triggers.PublishCompletion(os.environ["DK_TRIG_RESULTS"]))
     return worker
