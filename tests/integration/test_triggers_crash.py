@@ -31,7 +31,7 @@ from durable_kafka.streams.config import producer_config
 from test_triggers import make_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDERS = 250  # and as many payments: 500 trigger records
+ORDERS = 1000  # and as many payments: 2,000 trigger records (the size)
 
 
 def _spawn(hub, state: Path, orders: str, payments: str) -> subprocess.Popen:
