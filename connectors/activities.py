@@ -31,7 +31,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from durable_kafka.errors import CodecError, ConfigurationError, InvalidArgumentError
+from durable_kafka.errors import CodecError, ConfigurationError, ConsumerFatalError, InvalidArgumentError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import (
     bootstrap_servers,
@@ -344,6 +344,9 @@ class ActivityWorker:
                                                  "topic": self._topics.activity_requests}, "consume activity requests")
             if denied is not None:
                 raise denied  # not retried: the loop stops and .failure reports it
+            if error.fatal():  # e.g. a static member fenced after a coordinator moved: .failure says so
+                raise ConsumerFatalError(f"activity worker: its Kafka consumer failed for good ({error.str()}); "
+                                         "restart the worker")
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("activity requests: %s", error)
             return

@@ -273,6 +273,17 @@ class KafkaAuthorizationError(BrokerError):
         self.resource_type, self.resource = resource_type, resource
 
 
+class ConsumerFatalError(BrokerError):
+    """A worker's Kafka consumer failed with a fatal error and cannot consume any more.
+
+    The case met in practice: with static group membership, a group coordinator that moved to
+    another broker can fence the consumer's old member id ("static consumer fenced by other
+    consumer with same group.instance.id"). librdkafka then stops the consumer for good. The
+    processor reports it through ``Worker.errors()`` (the CLI exits for its supervisor), rather
+    than polling a dead consumer and looking idle.
+    """
+
+
 class ProcessorStuckError(BrokerError):
     """A processor has been blocked inside one Kafka transactional call for too long.
 

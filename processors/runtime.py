@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from durable_kafka.streams.config import consumer_config, producer_config
 from durable_kafka.streams.reading import read_to_end, watermarks
 
-from durable_kafka.errors import ProcessorStuckError
+from durable_kafka.errors import ConsumerFatalError, ProcessorStuckError
 from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
@@ -434,6 +434,9 @@ class Processor:
                 out.append(m)
             elif authorization_error(err) is not None:
                 raise KafkaException(err)  # an ACL denial: _loop stops with a typed error naming it
+            elif err.fatal():  # the consumer is dead: stop and say so, do not poll it and look idle
+                raise ConsumerFatalError(f"{self.name}: its Kafka consumer failed for good ({err.str()}); "
+                                         "restart the worker")
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("%s consume error: %s", self.name, err)
         return out

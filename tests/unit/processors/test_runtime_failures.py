@@ -88,3 +88,30 @@ def test_a_fast_batch_goes_to_the_handler_whole_once_the_cost_is_known() -> None
     txn = Transaction(_NoProducer(), _NoStores(), deadline=time.monotonic() + 2.5)
     assert proc._process(txn, list(range(500)), True) == 500
     assert handler.calls == [500]  # one call: one executor episode per instance per batch
+
+
+def test_a_fatal_consumer_error_stops_the_processor_instead_of_looking_idle() -> None:
+    import pytest
+    from confluent_kafka import KafkaError
+
+    from durable_kafka.errors import ConsumerFatalError
+    from durable_kafka.processors.runtime import Processor, ProcessorConfig
+
+    class _Msg:
+        def error(self) -> KafkaError:
+            return KafkaError(KafkaError.FENCED_INSTANCE_ID, "Static consumer fenced by other consumer", fatal=True)
+
+    class _Consumer:
+        def poll(self, timeout: float) -> _Msg:
+            return _Msg()
+
+        def consume(self, n: int, timeout: float) -> list[_Msg]:
+            return []
+
+    proc = Processor.__new__(Processor)  # the poll logic only: no Kafka clients
+    proc.consumer = _Consumer()
+    proc.config = ProcessorConfig(bootstrap="x", group_id="h.g", source_topic="h.t", changelog_topic="h.c",
+                                  transactional_id="h.t.w")
+    proc.name = "orchestrations"
+    with pytest.raises(ConsumerFatalError, match="fenced"):
+        proc._poll()
