@@ -17,6 +17,8 @@
 #   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1), with the
 #                      full broker-failure runs on the cluster (minutes)
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
+#   make orders        the faust-streaming order service example (examples/orders) on the local broker
+#   make bench-triggers  trigger routes vs Client.schedule_new_orchestration: started/s, latency
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
 PYTHON ?= python3
@@ -46,7 +48,7 @@ CLUSTER_ARGS := --base-port $(CLUSTER_BASE_PORT) --state-dir $(STATE_DIR)/cluste
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export DURABLE_KAFKA_CLUSTER_BASE_PORT := $(CLUSTER_BASE_PORT)
 
-.PHONY: venv broker-up broker-down broker-status cluster-up cluster-down cluster-status lint test test-unit \
+.PHONY: orders bench-triggers venv broker-up broker-down broker-status cluster-up cluster-down cluster-status lint test test-unit \
 	chaos clean-state
 
 venv: $(VENV_STAMP)
@@ -148,3 +150,12 @@ bench-latency: venv broker-up
 # Pause after kill -9 + restart, with and without static group membership (same run, same broker).
 bench-recovery: venv broker-up
 	$(VENV_PY) bench/recovery_pause.py
+
+# Trigger routes against the Python client in one run (docs/PERFORMANCE.md); BENCH_ARGS e.g. --count 5000.
+BENCH_ARGS ?=
+bench-triggers: venv broker-up
+	$(VENV_PY) bench/triggers.py $(BENCH_ARGS)
+
+# The worked example of issue 7: a faust service, trigger routes, an orchestration, an entity, results out.
+orders: venv broker-up
+	$(VENV_PY) -m examples.orders
