@@ -344,7 +344,7 @@ class ActivityWorker:
                                                  "topic": self._topics.activity_requests}, "consume activity requests")
             if denied is not None:
                 raise denied  # not retried: the loop stops and .failure reports it
-            if error.fatal():  # e.g. a static member fenced after a coordinator moved: .failure says so
+            if error.fatal() or error.code() == KafkaError._FATAL:  # e.g. a fenced static member
                 raise ConsumerFatalError(f"activity worker: its Kafka consumer failed for good ({error.str()}); "
                                          "restart the worker")
             if error.code() != KafkaError._PARTITION_EOF:

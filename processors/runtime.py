@@ -434,7 +434,7 @@ class Processor:
                 out.append(m)
             elif authorization_error(err) is not None:
                 raise KafkaException(err)  # an ACL denial: _loop stops with a typed error naming it
-            elif err.fatal():  # the consumer is dead: stop and say so, do not poll it and look idle
+            elif err.fatal() or err.code() == KafkaError._FATAL:  # the consumer is dead: stop and say so
                 raise ConsumerFatalError(f"{self.name}: its Kafka consumer failed for good ({err.str()}); "
                                          "restart the worker")
             elif err.code() != KafkaError._PARTITION_EOF:

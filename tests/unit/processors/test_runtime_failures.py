@@ -98,8 +98,8 @@ def test_a_fatal_consumer_error_stops_the_processor_instead_of_looking_idle() ->
     from durable_kafka.processors.runtime import Processor, ProcessorConfig
 
     class _Msg:
-        def error(self) -> KafkaError:
-            return KafkaError(KafkaError.FENCED_INSTANCE_ID, "Static consumer fenced by other consumer", fatal=True)
+        def error(self) -> KafkaError:  # as librdkafka delivers it: code _FATAL, the flag not set
+            return KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer")
 
     class _Consumer:
         def poll(self, timeout: float) -> _Msg:
