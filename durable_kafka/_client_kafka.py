@@ -76,6 +76,9 @@ _TRANSIENT = frozenset({
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._TIMED_OUT,
     KafkaError.REQUEST_TIMED_OUT,
+    # after a broker restart librdkafka's metadata can lack the partition for a moment (met by
+    # the full-size broker chaos scenario)
+    KafkaError._UNKNOWN_PARTITION,
 })
 
 
