@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Callable
 
 from confluent_kafka import KafkaException
@@ -19,7 +20,12 @@ from confluent_kafka import KafkaException
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.processors.actions import action_to_event
-from durable_kafka.processors.executor import OrchestrationExecutor, OrchestratorRegistry
+from durable_kafka.processors.executor import (
+    DEFAULT_MAXIMUM_TIMER_INTERVAL,
+    OrchestrationExecutor,
+    OrchestratorRegistry,
+    check_maximum_timer_interval,
+)
 from durable_kafka.processors.instance import Topics
 from durable_kafka.processors.orchestrations import OrchestrationHandler
 from durable_kafka.processors.runtime import Processor, ProcessorConfig
@@ -61,6 +67,9 @@ class Worker:
       ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
       ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
       default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
+      ``maximum_timer_interval``: timers longer than this are chained in durable timers of at
+      most this length (durabletask's long timers; default 3 days as in durabletask, None never
+      splits); replay does not depend on it, so workers may differ during a rolling change.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class Worker:
         static_membership: bool = True,
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
+        maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -98,6 +108,7 @@ class Worker:
         self.static_membership = static_membership
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
+        self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -223,7 +234,7 @@ class Worker:
         t = self.topics
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
                         t.deadletter)
-        executor = OrchestrationExecutor(self._orchestrators)
+        executor = OrchestrationExecutor(self._orchestrators, maximum_timer_interval=self.maximum_timer_interval)
         on_ended = None
         if self._outputs:
             from durable_kafka._trigger_outputs import completion_publisher

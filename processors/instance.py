@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
+from durable_kafka.errors import InstanceAlreadyExistsError
 from durable_kafka.streams import events as ev
+from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.events import (
     FailureDetails,
     HistoryEvent,
@@ -208,7 +210,7 @@ class InstanceStep:
             if body.parent_instance_id is not None and body.parent_task_id is not None:
                 self._send(body.parent_instance_id, ev.SubOrchestrationResult(
                     execution_id=body.parent_execution_id or "", task_id=body.parent_task_id,
-                    failure_details=FailureDetails(reason, "InstanceAlreadyExistsError")))
+                    failure_details=FailureDetails(reason, qualified_name(InstanceAlreadyExistsError))))
             return
         if h is not None:
             self._delete_execution(h)
@@ -464,6 +466,7 @@ class InstanceStep:
 
     def _act_signal_entity(self, a: Any) -> None:
         self._send_entity(a.entity_id, ev.SignalEntity(operation=a.operation, input=a.input,
+                                                       scheduled_time=a.scheduled_time,
                                                        parent_instance_id=self.iid), msg_id=a.request_id)
 
     def _act_call_entity(self, a: Any) -> None:

@@ -24,6 +24,7 @@ from durable_kafka.errors import CodecError, PayloadTooLargeError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceStatus, OrchestratorMessage
+from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.limits import check_record_size
 from durable_kafka.streams.status import TERMINAL_STATUSES as TERMINAL
 
@@ -79,7 +80,7 @@ class OrchestrationHandler(KeyedHandlerShell):
                        now: datetime) -> None:
         if key is not None and self.routed_here(rec, key):  # its instance cannot go on: it fails
             self._fail(txn, partition_of(rec), key, now, FailureDetails(
-                f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
+                f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", qualified_name(type(exc))))
 
     def has_due_work(self, now_ms: int) -> bool:
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
@@ -141,7 +142,7 @@ class OrchestrationHandler(KeyedHandlerShell):
             self.stats["too_large"] += 1
             log.warning("instance %s: %s; failing it", iid, exc)
             if not self._fail_new(txn, partition, iid, now, msgs, raws, exc):
-                self._fail(txn, partition, iid, now, FailureDetails(str(exc), type(exc).__name__))
+                self._fail(txn, partition, iid, now, FailureDetails(str(exc), qualified_name(type(exc))))
             return
         except Exception as exc:  # noqa: BLE001 - poison input must not stop the partition
             self.cache.pop(iid, None)
@@ -150,7 +151,7 @@ class OrchestrationHandler(KeyedHandlerShell):
             tb = traceback.format_exc()
             for raw in raws:
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
-            self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", type(exc).__name__, tb))
+            self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", qualified_name(type(exc)), tb))
             return
         self._write(txn, partition, iid, step.s, outcome, writes, before)
 

@@ -22,10 +22,12 @@ Every message carries an ``id`` that lets its consumer drop a duplicate delivery
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
 
+from durable_kafka.streams.failures import error_type_matches, qualified_name
 from durable_kafka.streams.status import OrchestrationStatus
 
 # --------------------------------------------------------------------------- shared records
@@ -33,11 +35,53 @@ from durable_kafka.streams.status import OrchestrationStatus
 
 @dataclass
 class FailureDetails:
-    """Why a task, an entity operation or an orchestration failed (kept in history)."""
+    """Why a task, an entity operation or an orchestration failed (kept in history).
+
+    ``error_type`` is the qualified exception class name (``builtins.ValueError``), as
+    durabletask records it; histories written before that hold bare names, which
+    :meth:`is_caused_by` still matches. ``inner_failure`` is the cause chain
+    (``__cause__`` / ``__context__``, or the failed task behind an orchestration failure).
+    """
 
     message: str
     error_type: str
     stack_trace: str | None = None
+    inner_failure: FailureDetails | None = None
+
+    def is_caused_by(self, exception_type: str | type[BaseException]) -> bool:
+        """True if this failure's own type is ``exception_type`` (a type: or a subclass of it).
+
+        A type matches subclasses already loaded in this process; a name string matches the
+        qualified or the short name. Inner failures are not searched (durabletask's rule).
+        """
+        return error_type_matches(self.error_type, exception_type)
+
+    @classmethod
+    def from_exception(cls, error: BaseException, *, stack_trace: str | None = None) -> FailureDetails:
+        """The details of ``error``: qualified type name, message, stack, and its cause chain.
+
+        The chain follows ``__cause__`` else ``__context__`` (not when suppressed with
+        ``from None``), stops at a cycle and after 10 links, as durabletask does.
+        """
+        if stack_trace is None:
+            stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        seen = {id(error)}
+        head = cls(message=str(error), error_type=qualified_name(type(error)), stack_trace=stack_trace)
+        tail, current = head, error
+        while len(seen) <= _MAX_INNER_FAILURES:
+            inner = current.__cause__ if current.__cause__ is not None else (
+                None if current.__suppress_context__ else current.__context__)
+            if not isinstance(inner, Exception) or id(inner) in seen:
+                break
+            seen.add(id(inner))
+            tail.inner_failure = cls(
+                message=str(inner), error_type=qualified_name(type(inner)),
+                stack_trace="".join(traceback.format_exception(type(inner), inner, inner.__traceback__, chain=False)))
+            tail, current = tail.inner_failure, inner
+        return head
+
+
+_MAX_INNER_FAILURES = 10
 
 
 # --------------------------------------------------------------------------- history events

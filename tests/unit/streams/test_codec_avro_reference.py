@@ -104,7 +104,7 @@ INTEROP = [
                        ev.FailureDetails("boom", "KeyError", "tb"), "parent", {"team": "a"}, 12),
      {"instance_id": "i-1", "name": "flow", "execution_id": "e-1", "runtime_status": "FAILED", "created_at": T0,
       "last_updated_at": T0, "input": '{"n": 1}', "output": None, "custom_status": '"3/4"',
-      "failure_details": {"message": "boom", "error_type": "KeyError", "stack_trace": "tb"},
+      "failure_details": {"message": "boom", "error_type": "KeyError", "stack_trace": "tb", "inner_failure": None},
       "parent_instance_id": "parent", "tags": {"team": "a"}, "history_length": 12}),
     # ExecutionStarted / StartOrchestration are the first union members, the branch avro picks.
     (ev.HistoryRecord("i-1/e-1/0", "i-1", "e-1", 0,
