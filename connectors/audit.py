@@ -190,6 +190,6 @@ def _replay(registry: Any, f: FoldedInstance, report: AuditReport) -> None:
     live = OrchestrationExecutor(registry).start(f.instance_id)
     live.apply([r.event for r in f.records])
     result = live.result([])
-    if result.failure_details is not None and result.failure_details.error_type == "NonDeterminismError" \
+    if result.failure_details is not None and result.failure_details.is_caused_by("NonDeterminismError") \
             and f.failure_message != result.failure_details.message:
         report.problems.append(f"{f.instance_id}: replay with the given code: {result.failure_details.message}")

@@ -205,12 +205,18 @@ class OrchestrationError(DurableKafkaError):
 class TaskFailedError(OrchestrationError):
     """An awaited task (activity, sub-orchestration, entity call) failed.
 
-    ``details`` carries the failure as recorded in history: ``message``, ``error_type`` and
-    ``stack_trace``, so orchestrators can branch on the remote error type.
+    ``details`` carries the failure as recorded in history: ``message``, ``error_type`` (the
+    qualified class name), ``stack_trace`` and ``inner_failure``, so orchestrators can branch on
+    the remote error type with ``details.is_caused_by(SomeError)``. Given an exception instead,
+    the details are built from it.
     """
 
     def __init__(self, message: str, details: Any) -> None:
         super().__init__(message)
+        if isinstance(details, BaseException):  # durabletask accepts the exception itself
+            from durable_kafka.streams.events import FailureDetails
+
+            details = FailureDetails.from_exception(details)
         self.details = details
 
 

@@ -193,3 +193,10 @@ def test_a_failure_recorded_before_inner_failures_existed_still_decodes() -> Non
     assert decoded.failure_details.is_caused_by(ValueError)  # the bare name of an old record still matches
     old_json = {"type": "FailureDetails", "message": "m", "error_type": "ValueError", "stack_trace": None}
     assert history_json.from_json(old_json).inner_failure is None
+
+
+def test_a_task_failed_error_built_from_an_exception_describes_it() -> None:
+    err = TaskFailedError("failed", ValueError("boom"))
+    assert err.details.error_type == "builtins.ValueError"
+    assert err.details.is_caused_by(ValueError) and err.details.is_caused_by(Exception)
+    assert not err.details.is_caused_by(KeyError)
