@@ -66,6 +66,9 @@ class OrchestrationHandler(KeyedHandlerShell):
         self.action_to_event = action_to_event
         self.cache_size = cache_size
         self.stats.update({"episodes": 0, "cache_hits": 0, "cache_misses": 0, "too_large": 0})
+        #: assigned partitions whose parked instances (VersionFailureStrategy.REJECT) this worker
+        #: has not re-evaluated yet: a rolling deploy hands them over with no new record for them
+        self._parked_scan: set[int] = set()
 
     # ------------------------------------------------------------------ Handler protocol
     def key_of(self, msg: OrchestratorMessage) -> str:
@@ -82,10 +85,26 @@ class OrchestrationHandler(KeyedHandlerShell):
                 f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
 
     def has_due_work(self, now_ms: int) -> bool:
+        if self._parked_scan & set(self.proc.owned):
+            return True
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
+
+    def _run_parked(self, txn: Transaction, now: datetime) -> None:
+        """Give each parked instance of a newly assigned partition a step: it runs if this
+        worker accepts its version, and stays parked (unchanged) if not."""
+        for p in sorted(self._parked_scan & set(self.proc.owned)):
+            store = self.proc.stores.get(p)
+            self._parked_scan.discard(p)
+            if store is None:
+                continue
+            for k, _ in list(store.scan(keys.PARKED_PREFIX)):
+                self._run_instance(txn, p, k[len(keys.PARKED_PREFIX):].decode(), now)
+        self._parked_scan &= set(self.proc.owned)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
         now = datetime.now(timezone.utc)
+        if self._parked_scan:
+            self._run_parked(txn, now)
         for p in list(self.proc.owned):
             store = self.proc.stores.get(p)
             if store is None:
@@ -111,7 +130,7 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self._run_instance(txn, p, iid, now, timers=[t for _, _, t in timers])
 
     def on_assigned(self, partitions: list[int]) -> None:
-        pass
+        self._parked_scan.update(partitions)
 
     def on_revoked(self, partitions: list[int]) -> None:
         gone = set(partitions)
