@@ -56,8 +56,9 @@ def failed_task_ids(executor: Any, instance_id: str, effective: Sequence[History
     for e in effective:
         if live.is_finished:
             break
-        task = live.execution.pending_tasks.get(e.task_scheduled_id) if isinstance(e, FAILURE_EVENTS) else None
+        task_id = e.task_scheduled_id if isinstance(e, FAILURE_EVENTS) else None
+        task = live.execution.pending_tasks.get(task_id) if task_id is not None else None
         live.apply([e], replaying=True)
-        if task is not None and task.is_failed:
-            failed.append(e.task_scheduled_id)
+        if task_id is not None and task is not None and task.is_failed:
+            failed.append(task_id)
     return failed
