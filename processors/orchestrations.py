@@ -69,6 +69,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         #: assigned partitions whose parked instances (VersionFailureStrategy.REJECT) this worker
         #: has not re-evaluated yet: a rolling deploy hands them over with no new record for them
         self._parked_scan: set[int] = set()
+        self._scanned: set[int] = set()  # scanned in the open transaction: rescanned if it aborts
 
     # ------------------------------------------------------------------ Handler protocol
     def key_of(self, msg: OrchestratorMessage) -> str:
@@ -95,6 +96,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         for p in sorted(self._parked_scan & set(self.proc.owned)):
             store = self.proc.stores.get(p)
             self._parked_scan.discard(p)
+            self._scanned.add(p)
             if store is None:
                 continue
             for k, _ in list(store.scan(keys.PARKED_PREFIX)):
@@ -131,6 +133,15 @@ class OrchestrationHandler(KeyedHandlerShell):
 
     def on_assigned(self, partitions: list[int]) -> None:
         self._parked_scan.update(partitions)
+
+    def on_aborted(self) -> None:
+        super().on_aborted()
+        self._parked_scan |= self._scanned  # the scan's steps never happened: do them again
+        self._scanned.clear()
+
+    def on_committed(self) -> None:
+        super().on_committed()
+        self._scanned.clear()
 
     def on_revoked(self, partitions: list[int]) -> None:
         gone = set(partitions)
