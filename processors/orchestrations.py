@@ -269,8 +269,8 @@ class OrchestrationHandler(KeyedHandlerShell):
         after = _status_of(loaded)
         if self.on_ended is None or loaded.header is None or after is None or after[0] not in TERMINAL:
             return []
-        if before is not None and before[0] in TERMINAL and before[1] == after[1]:
-            return []
+        if before is not None and before[0] in TERMINAL and before == after:
+            return []  # (a rewound instance that ends differently does publish its new end)
         records = self.on_ended(status_of(loaded.header))
         for topic, key, value in records:
             check_record_size(topic, key, value, f"the completion record of {loaded.header.instance_id!r}")
