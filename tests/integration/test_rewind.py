@@ -160,3 +160,18 @@ def test_rewinding_an_instance_that_is_not_failed_is_a_typed_error(hub, worker):
             assert (await ac.wait_for_orchestration_completion(iid, timeout=60)).get_output() == ["ASYNC-FIRST", "ASYNC-SECOND"]
 
     asyncio.run(with_async_client())
+
+
+def test_rewind_twice_after_the_task_failed_again(hub, worker):
+    BROKEN.add("twice-second")
+    with Client(hub.bootstrap, hub=hub.name) as c:
+        iid = c.schedule_new_orchestration(two_steps, input="twice", instance_id="twice")
+        assert c.wait_for_orchestration_completion(iid, timeout=60).runtime_status == OrchestrationStatus.FAILED
+        c.rewind_orchestration(iid, reason="first")  # still broken: fails again
+        again = c.wait_for_orchestration_completion(iid, timeout=60)
+        assert again.runtime_status == OrchestrationStatus.FAILED and RUNS["twice-second"] == 2
+        BROKEN.discard("twice-second")
+        c.rewind_orchestration(iid, reason="second")
+        assert c.wait_for_orchestration_completion(iid, timeout=60).get_output() == ["TWICE-FIRST", "TWICE-SECOND"]
+        assert RUNS["twice-first"] == 1 and RUNS["twice-second"] == 3
+        assert _events(c, iid).count("ExecutionRewound") == 2
