@@ -331,6 +331,12 @@ class InstanceStep:
             elif h.runtime_status in TERMINAL_ENDS:  # a parent rewinding: tell it again how this one ended
                 self._report_end_to_parent(h)
             return
+        mismatch = self._version_rejected(h)
+        if mismatch is not None:  # rewinding replays the code: not with code of another version
+            log.warning("rewind of %s refused here: %s", self.iid, mismatch.message)
+            self._reply(m, False, mismatch.error_type, f"instance {self.iid!r} cannot be rewound by the worker that owns "
+                        f"its partition now: {mismatch.message} Rewind it once a worker that runs its version does.")
+            return
         history = self.load_history(self.iid, h.execution_id)
         effective = effective_history(history)
         rewound = ev.ExecutionRewound(event_id=-1, timestamp=self.now, reason=m.body.reason,

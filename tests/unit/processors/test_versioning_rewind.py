@@ -161,3 +161,16 @@ def test_rewind_of_an_instance_that_is_not_failed_is_refused() -> None:
     (reply,) = produced(out, "replies")
     assert not reply.accepted and reply.error_type == "InstanceNotFailedError" and "running" in (reply.message or "")
     assert e.loaded.status is S.RUNNING and not any(isinstance(r.event, ev.ExecutionRewound) for r in e.history)
+
+
+def test_a_worker_that_rejects_the_version_refuses_to_rewind_it() -> None:
+    e = Engine(two_activities)
+    e.step(e.msg(start("two_activities", version="1.0")))
+    e.step(e.msg(ev.ActivityResult(execution_id=e.execution(), task_id=1, failure_details=FAILURE)))
+    assert e.loaded.status is S.FAILED
+    _versioned(e, "2.0", STRICT, REJECT)
+    rewind = e.msg(ev.RewindOrchestration())
+    rewind.reply_to = "client-1"
+    (reply,) = produced(e.step(rewind), "replies")
+    assert not reply.accepted and reply.error_type == "VersionMismatch" and "'1.0'" in (reply.message or "")
+    assert e.loaded.status is S.FAILED
