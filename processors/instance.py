@@ -33,8 +33,8 @@ from durable_kafka.streams.events import (
 from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
 
 from . import store as keys
-from .instance_state import InstanceState, apply_event, recover_open_work, to_ms
-from .rewind import effective_history, failed_task_ids
+from .instance_state import InstanceState, apply_event, to_ms
+from .rewind import effective_history
 from durable_kafka.versioning import version_failure
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,8 @@ class InstanceStep:
 
     def _new_execution(self, body: ev.StartOrchestration, *, created: bool) -> None:
         old = self.s.header
+        if old is not None and old.parked:  # a replaced execution's parked work goes with it
+            self.out.puts[keys.parked_key(self.iid)] = None
         h = InstanceHeader(
             instance_id=self.iid,
             name=body.name,
@@ -318,66 +320,9 @@ class InstanceStep:
         self._reply(m, True, message='{"deleted": 1}')
 
     def _on_rewind(self, m: OrchestratorMessage) -> None:
-        """Rewind a FAILED instance (processors/rewind.py says what that means for history)."""
-        h = self.s.header
-        if h is None:
-            self._reply(m, False, "InstanceNotFoundError", f"instance {self.iid!r} does not exist")
-            return
-        if h.runtime_status != FAILED:
-            if m.reply_to:
-                self._reply(m, False, "InstanceNotFailedError",
-                            f"instance {self.iid!r} is {h.runtime_status.name.lower()}; only a failed instance "
-                            f"can be rewound")
-            elif h.runtime_status in TERMINAL_ENDS:  # a parent rewinding: tell it again how this one ended
-                self._report_end_to_parent(h)
-            return
-        mismatch = self._version_rejected(h)
-        if mismatch is not None:  # rewinding replays the code: not with code of another version
-            log.warning("rewind of %s refused here: %s", self.iid, mismatch.message)
-            self._reply(m, False, mismatch.error_type, f"instance {self.iid!r} cannot be rewound by the worker that owns "
-                        f"its partition now: {mismatch.message} Rewind it once a worker that runs its version does.")
-            return
-        history = self.load_history(self.iid, h.execution_id)
-        effective = effective_history(history)
-        rewound = ev.ExecutionRewound(event_id=-1, timestamp=self.now, reason=m.body.reason,
-                                      reopened_task_ids=failed_task_ids(self.executor, self.iid, effective))
-        folded = recover_open_work(self.iid, history)  # the failed execution's open work
-        self.s.open_tasks, self.s.open_timers = folded.open_tasks, folded.open_timers
-        self.s.open_requests, self.s.locks = folded.open_requests, folded.locks
-        self._append_history(h, [rewound])  # applier: RUNNING, no failure, failed tasks open again
-        self.s.live = self.executor.start(self.iid)
-        self.s.live.apply(effective_history([*history, rewound]), replaying=True)
-        self._schedule_again(h, history, m.body.reason, sum(isinstance(e, ev.ExecutionRewound) for e in history) + 1)
-        self._rewound = self.dirty = True
-        log.info("instance %s rewound (%s): tasks %s scheduled again", self.iid, m.body.reason,
-                 sorted(rewound.reopened_task_ids))
-        self._reply(m, True)
+        from .rewind_step import rewind  # the rewind step lives apart (processors/rewind_step.py)
 
-    def _schedule_again(self, h: InstanceHeader, history: list[HistoryEvent], reason: str | None, n: int) -> None:
-        """After a rewind: every open task runs again, open timers are indexed again (the failure
-        dropped them), and each open sub-orchestration is asked to rewind too (recursively)."""
-        for e in history:
-            if isinstance(e, ev.TaskScheduled) and e.event_id in self.s.open_tasks:
-                # a new request id: the first run's result id would be dropped as a duplicate
-                self.out.produce.append(Produce(self.t.activity_requests, self.iid, ev.ActivityRequest(
-                    id=f"{self.iid}/{h.execution_id}/{e.event_id}/rewind{n}", instance_id=self.iid,
-                    execution_id=h.execution_id, task_id=e.event_id, name=e.name, input=e.input, tags=dict(e.tags))))
-            elif isinstance(e, ev.SubOrchestrationInstanceCreated) and e.event_id in self.s.open_tasks:
-                self._send(e.instance_id, ev.RewindOrchestration(reason=reason))
-            elif isinstance(e, ev.TimerCreated) and e.event_id in self.s.open_timers:
-                self.out.puts[keys.timer_key(to_ms(e.fire_at), self.iid, e.event_id)] = ev.TimerRecord(
-                    instance_id=self.iid, execution_id=h.execution_id, timer_id=e.event_id, fire_at=e.fire_at)
-
-    def _report_end_to_parent(self, h: InstanceHeader) -> None:
-        """Send the parent this ended child's result again (a rewound parent waits for it)."""
-        if h.parent_instance_id is None or h.parent_task_id is None:
-            return
-        failure = h.failure_details if h.runtime_status == FAILED else None
-        if h.runtime_status == TERMINATED:
-            failure = FailureDetails(f"sub-orchestration {self.iid!r} was terminated", "OrchestrationTerminatedError")
-        self._send(h.parent_instance_id, ev.SubOrchestrationResult(
-            execution_id=h.parent_execution_id or "", task_id=h.parent_task_id,
-            result=h.output if failure is None else None, failure_details=failure))
+        rewind(self, m)
 
     def _on_activity_result(self, m: OrchestratorMessage) -> None:
         self._on_task_result(m.body, ev.TaskCompleted, ev.TaskFailed)
