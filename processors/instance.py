@@ -31,11 +31,11 @@ from durable_kafka.streams.events import (
     OrchestratorMessage,
 )
 from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
+from durable_kafka.versioning import version_failure
 
 from . import store as keys
 from .instance_state import InstanceState, apply_event, to_ms
 from .rewind import effective_history
-from durable_kafka.versioning import version_failure
 
 log = logging.getLogger(__name__)
 

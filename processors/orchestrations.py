@@ -70,6 +70,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         #: has not re-evaluated yet: a rolling deploy hands them over with no new record for them
         self._parked_scan: set[int] = set()
         self._scanned: set[int] = set()  # scanned in the open transaction: rescanned if it aborts
+        self._scan_from: dict[int, bytes] = {}  # where a scan cut by the time budget goes on
 
     # ------------------------------------------------------------------ Handler protocol
     def key_of(self, msg: OrchestratorMessage) -> str:
@@ -99,8 +100,14 @@ class OrchestrationHandler(KeyedHandlerShell):
             self._scanned.add(p)
             if store is None:
                 continue
-            for k, _ in list(store.scan(keys.PARKED_PREFIX)):
+            after = self._scan_from.pop(p, b"")
+            for n, (k, _) in enumerate(k_v for k_v in list(store.scan(keys.PARKED_PREFIX)) if k_v[0] > after):
+                if n and txn.over_budget():  # out of time: the next transaction goes on from here
+                    self._parked_scan.add(p)
+                    self._scan_from[p] = after
+                    return
                 self._run_instance(txn, p, k[len(keys.PARKED_PREFIX):].decode(), now)
+                after = k
         self._parked_scan &= set(self.proc.owned)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
@@ -132,11 +139,15 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self._run_instance(txn, p, iid, now, timers=[t for _, _, t in timers])
 
     def on_assigned(self, partitions: list[int]) -> None:
-        self._parked_scan.update(partitions)
+        self._parked_scan.update(partitions)  # a whole scan of each, from its first parked key
+        for p in partitions:
+            self._scan_from.pop(p, None)
 
     def on_aborted(self) -> None:
         super().on_aborted()
         self._parked_scan |= self._scanned  # the scan's steps never happened: do them again
+        for p in self._scanned:
+            self._scan_from.pop(p, None)
         self._scanned.clear()
 
     def on_committed(self) -> None:
