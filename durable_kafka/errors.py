@@ -18,6 +18,7 @@
     │   ├── InstanceAlreadyExistsError
     │   ├── InstanceNotFoundError
     │   ├── InvalidArgumentError
+    │   ├── InstanceNotFailedError  rewind_orchestration on an instance that is not FAILED
     │   ├── InvalidEntityIdError    not an entity id of the form '@name@key'
     │   ├── OrchestrationFailedError  raise_if_failed() on a failed instance's state
     │   ├── PayloadTooLargeError    an input/event/state whose record cannot fit in Kafka
@@ -159,6 +160,10 @@ class InstanceNotFoundError(ClientError, KeyError):
 
 class InvalidArgumentError(ClientError, ValueError):
     """A client argument of the wrong type or value."""
+
+
+class InstanceNotFailedError(ClientError):
+    """``rewind_orchestration`` on an instance that is not FAILED: only failures can be rewound."""
 
 
 class InvalidEntityIdError(ClientError, ValueError):

@@ -469,6 +469,11 @@ class OrchestrationContext(ABC):
     def is_replaying(self) -> bool:
         """True while the code re-runs past history; False once it handles new events."""
 
+    @property
+    def version(self) -> str | None:
+        """This instance's orchestration version (given when it was scheduled), or None."""
+        return None
+
     @abstractmethod
     def set_custom_status(self, custom_status: Any) -> None:
         """Set the JSON-serializable custom status shown in the instance's status."""
@@ -496,8 +501,12 @@ class OrchestrationContext(ABC):
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
-        """Start a child orchestration; the task completes with its output."""
+        """Start a child orchestration; the task completes with its output.
+
+        ``version``: the child's orchestration version (default: the worker's
+        ``VersioningOptions.default_version``)."""
 
     @abstractmethod
     def wait_for_external_event(self, name: str) -> CancellableTask[Any]:

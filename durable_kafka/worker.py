@@ -35,6 +35,9 @@ from durable_kafka.streams.config import resolve_kafka_config
 from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
 from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
+from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
+
+__all__ = ["VersionFailureStrategy", "VersionMatchStrategy", "VersioningOptions", "Worker", "default_state_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,22 @@ class Worker:
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
         self._check_not_started()
         return self._orchestrators.add_orchestrator(fn, name)
+
+    def use_versioning(self, options: VersioningOptions | None) -> None:
+        """Run only the orchestration versions ``options`` accept (durabletask's name; None: all).
+
+        For rolling deploys of orchestrator code: see docs/VERSIONING.md for what REJECT and FAIL
+        do with the other versions and how partitions hand them over.
+        """
+        self._check_not_started()
+        if options is not None and not isinstance(options, VersioningOptions):
+            raise ConfigurationError(f"use_versioning takes VersioningOptions or None, got {options!r}")
+        self._orchestrators.versioning = options
+
+    @property
+    def versioning(self) -> VersioningOptions | None:
+        """The options given to ``use_versioning`` (None: every version runs)."""
+        return self._orchestrators.versioning
 
     def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
         self._check_not_started()

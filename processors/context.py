@@ -159,6 +159,8 @@ class ExecutionState:
         self._save_events = False
         self.completion_emitted = False
         self.resume_count = 0
+        self.version: str | None = None  # this instance's orchestration version (ExecutionStarted)
+        self.default_version: str | None = None  # VersioningOptions.default_version, for children
 
     # ------------------------------------------------------------------ user-facing properties
 
@@ -374,13 +376,14 @@ class ExecutionState:
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
         if self._critical_section is not None:
             raise OrchestrationStateError("cannot call a sub-orchestration inside a critical section")
         name = orchestrator if isinstance(orchestrator, str) else get_name(orchestrator)
         task_id = self.next_id()
         child_id = instance_id if instance_id is not None else f"{self._instance_id}:{task_id:04x}"
-        action = CreateSubOrchestration(task_id, name, child_id, dumps(input))
+        action = CreateSubOrchestration(task_id, name, child_id, dumps(input), version or self.default_version)
         return self._schedule(action, retry_policy, is_sub_orch=True)
 
     def _schedule(
@@ -569,6 +572,10 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def is_replaying(self) -> bool:
         return self.__execution.is_replaying
 
+    @property
+    def version(self) -> str | None:
+        return self.__execution.version
+
     def set_custom_status(self, custom_status: Any) -> None:
         self.__execution.set_custom_status(custom_status)
 
@@ -592,9 +599,10 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
         return self.__execution.call_sub_orchestrator(
-            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy)
+            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy, version=version)
 
     def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
         return self.__execution.wait_for_external_event(name)

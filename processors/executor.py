@@ -43,6 +43,7 @@ from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import FailureDetails, HistoryEvent
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import RetryableTask, TimerTask, get_name
+from durable_kafka.versioning import VersioningOptions, version_failure
 
 from .actions import (
     Action,
@@ -87,6 +88,8 @@ class OrchestratorRegistry:
 
     def __init__(self) -> None:
         self._orchestrators: dict[str, Callable[..., Any]] = {}
+        #: the worker's VersioningOptions (Worker.use_versioning), read at each ExecutionStarted
+        self.versioning: VersioningOptions | None = None
 
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
         """Register ``fn`` under ``name`` (default: ``get_name(fn)``); returns the name."""
@@ -240,9 +243,18 @@ def _on_execution_started(live: LiveOrchestration, e: ev.ExecutionStarted) -> No
         ctx.set_time(e.timestamp)
     fn = live.registry.get(e.name)
     ctx.set_parent(e.parent_instance_id)
+    ctx.version = e.version
+    versioning = live.registry.versioning
+    ctx.default_version = versioning.default_version if versioning is not None else None
     if fn is None:
         ctx.started = True
         raise OrchestratorNotRegisteredError(f"no orchestrator named {e.name!r} is registered")
+    mismatch = version_failure(versioning, e.version)
+    if mismatch is not None and versioning is not None and not versioning.rejects:
+        # VersionFailureStrategy.FAIL (REJECT never gets here: the step parks such instances)
+        ctx.started = True
+        ctx.set_failed(mismatch)
+        return
     ctx.start(fn, loads(e.input))
 
 
@@ -392,6 +404,7 @@ _HANDLERS: dict[type, Callable[[LiveOrchestration, Any], None]] = {
     ev.EntityOperationCompleted: _on_entity_completed,
     ev.EntityOperationFailed: _on_entity_failed,
     ev.EntityLockGranted: _on_lock_granted,
+    ev.ExecutionRewound: _on_ignored,  # a marker: processors/rewind.py applies it before replay
     **{event_type: _on_scheduling_event for event_type in _EXPECTATIONS},
 }
 

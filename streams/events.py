@@ -264,6 +264,18 @@ class EntityUnlockSent(HistoryEvent):
     parent_instance_id: str | None = None
 
 
+@dataclass
+class ExecutionRewound(HistoryEvent):
+    """A FAILED execution runs again (``Client.rewind_orchestration``).
+
+    The failures of ``reopened_task_ids`` recorded before this event, and the ExecutionCompleted
+    before it, leave the effective history the executor replays; those tasks are scheduled again.
+    """
+
+    reason: str | None = None
+    reopened_task_ids: list[int] = field(default_factory=list)
+
+
 HISTORY_EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
     ExecutionStarted,
     ExecutionCompleted,
@@ -290,6 +302,7 @@ HISTORY_EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
     EntityLockRequested,
     EntityLockGranted,
     EntityUnlockSent,
+    ExecutionRewound,
 )
 
 AnyHistoryEvent = Union[
@@ -318,6 +331,7 @@ AnyHistoryEvent = Union[
     EntityLockRequested,
     EntityLockGranted,
     EntityUnlockSent,
+    ExecutionRewound,
 ]
 
 
@@ -353,6 +367,7 @@ class StartOrchestration:
     carried_events: list[EventRaised] = field(default_factory=list)  # restart/continue_as_new
     if_exists: str | None = None  # trigger starts: None (client rule), "skip", "fail", "replace"
     source: str | None = None  # trigger starts: "route|topic|partition|offset"
+    version: str | None = None  # the orchestration version (VersioningOptions, docs/VERSIONING.md)
 
 
 @dataclass
@@ -380,6 +395,13 @@ class ResumeOrchestration:
 @dataclass
 class PurgeOrchestration:
     recursive: bool = True
+
+
+@dataclass
+class RewindOrchestration:
+    """Resume a FAILED instance as if its failed tasks had not failed yet (docs/REWIND.md)."""
+
+    reason: str | None = None
 
 
 @dataclass
@@ -423,6 +445,7 @@ OrchestratorCommand = Union[
     ActivityResult,
     SubOrchestrationResult,
     EntityResponse,
+    RewindOrchestration,
 ]
 
 
@@ -555,6 +578,7 @@ class InstanceStatus:
     parent_instance_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     history_length: int = 0
+    version: str | None = None
 
 
 @dataclass
@@ -618,6 +642,10 @@ class InstanceHeader:
     pending: list[HistoryRecord] = field(default_factory=list)
     recent_ids: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
+    version: str | None = None
+    #: events held because this worker's VersioningOptions reject the version (REJECT strategy);
+    #: they run once a worker that accepts it owns the partition (docs/VERSIONING.md)
+    parked: list[HistoryRecord] = field(default_factory=list)
 
 
 RECORD_TYPES: tuple[type, ...] = (
@@ -633,6 +661,7 @@ RECORD_TYPES: tuple[type, ...] = (
     ActivityResult,
     SubOrchestrationResult,
     EntityResponse,
+    RewindOrchestration,
     OrchestratorMessage,
     ActivityRequest,
     TimerRecord,

@@ -105,7 +105,7 @@ INTEROP = [
      {"instance_id": "i-1", "name": "flow", "execution_id": "e-1", "runtime_status": "FAILED", "created_at": T0,
       "last_updated_at": T0, "input": '{"n": 1}', "output": None, "custom_status": '"3/4"',
       "failure_details": {"message": "boom", "error_type": "KeyError", "stack_trace": "tb", "inner_failure": None},
-      "parent_instance_id": "parent", "tags": {"team": "a"}, "history_length": 12}),
+      "parent_instance_id": "parent", "tags": {"team": "a"}, "history_length": 12, "version": None}),
     # ExecutionStarted / StartOrchestration are the first union members, the branch avro picks.
     (ev.HistoryRecord("i-1/e-1/0", "i-1", "e-1", 0,
                       ev.ExecutionStarted(-1, T0, "flow", "e-1", "[1, 2]", None, None, None, T0, {"k": "v"}, "2")),
@@ -119,7 +119,7 @@ INTEROP = [
          "name": "flow", "execution_id": "e-2", "input": None, "scheduled_start_at": None, "tags": {},
          "parent_instance_id": None, "parent_execution_id": None, "parent_task_id": None,
          "carried_events": [{"event_id": -1, "timestamp": T0, "name": "go", "input": None}],
-         "if_exists": None, "source": None}}),
+         "if_exists": None, "source": None, "version": None}}),
     (ev.DeadLetter("d-1", "hub.history", 2, 99, b"\x00\xff", "bad", "CorruptRecordError", T0, None, None,
                    2, "ab", True, False, T0),
      {"id": "d-1", "topic": "hub.history", "partition": 2, "offset": 99, "original": b"\x00\xff",
