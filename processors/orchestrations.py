@@ -14,7 +14,7 @@ import logging
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,7 +85,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         for p in list(self.proc.owned):
             store = self.proc.stores.get(p)
             if store is None:
