@@ -24,7 +24,6 @@ import asyncio
 import inspect
 import logging
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -411,7 +410,7 @@ class Backend:
     def _run_activity(self, rec: _Record) -> None:
         """What the activity worker does with one request, in this thread (async ones on a loop)."""
         try:
-            request = self.codec.decode(rec.value(), expected=ActivityRequest)
+            request = self.codec.decode(rec.value() or b"", expected=ActivityRequest)
         except CodecError as error:
             log.error("undecodable activity request at offset %d: %s", rec.offset(), error)
             return
@@ -468,6 +467,3 @@ class Backend:
         """True when nothing is queued (timers may be pending)."""
         return not any(self._queues.values())
 
-
-def new_client_id() -> str:
-    return f"client-{uuid.uuid4().hex}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,11 @@ class Replayer:
         live.execution.is_replaying_flag = True
         events = recorded.events
         recorded_failure = _recorded_failure(events)
+        as_recorded = False  # the code diverges exactly as the history's own failure says
         for i, event in enumerate(events):
             live.process(event)
-            _check_failure(live, i, event, recorded_failure)
-            if isinstance(event, ev.OrchestratorCompleted):
+            as_recorded = as_recorded or _check_failure(live, i, event, recorded_failure)
+            if isinstance(event, ev.OrchestratorCompleted) and not as_recorded:
                 _check_episode_end(live, i, events)
             elif isinstance(event, _END_RECORDS):
                 _check_end(live, i, event)
@@ -168,13 +170,20 @@ def _recorded_failure(events: list[HistoryEvent]) -> FailureDetails | None:
     return end.failure_details if end is not None else None
 
 
-def _check_failure(live: LiveOrchestration, i: int, event: HistoryEvent, recorded: FailureDetails | None) -> None:
+def _check_failure(live: LiveOrchestration, i: int, event: HistoryEvent, recorded: FailureDetails | None) -> bool:
+    """Raise at a divergence found by the executor; True if it is the one the history ended with."""
     failure = live.execution.failure
     if failure is None or failure.error_type != "NonDeterminismError":
-        return
-    if recorded is not None and recorded.error_type == failure.error_type and recorded.message == failure.message:
-        return  # the history itself ended with this divergence: it replays as recorded
+        return False
+    if recorded is not None and recorded.error_type == failure.error_type \
+            and _without_instance(recorded.message) == _without_instance(failure.message):
+        return True  # the history itself ended with this divergence: it replays as recorded
     raise _diverged(live, i, event, failure.message)
+
+
+def _without_instance(message: str) -> str:
+    """A message with the instance id left out (a history given as bare events has none)."""
+    return re.sub(r"orchestration '[^']*'", "orchestration", message).strip()
 
 
 def _check_episode_end(live: LiveOrchestration, i: int, events: list[HistoryEvent]) -> None:
@@ -189,10 +198,10 @@ def _check_episode_end(live: LiveOrchestration, i: int, events: list[HistoryEven
             f"the recorded episode ends here, but the current code also calls "
             f"{_describe_action(ex.pending_actions[seq])} at sequence number {seq}, which the history does not have"))
     nxt = events[i + 1] if i + 1 < len(events) else None
-    if ex.is_done and not ex.completion_emitted and nxt is not None and not isinstance(nxt, _END_RECORDS):
+    if ex.is_done and not ex.completion_emitted and not isinstance(nxt, _END_RECORDS):
+        goes_on = f"goes on with {type(nxt).__name__}" if nxt is not None else "records no end (still running)"
         raise _diverged(live, i, events[i], (
-            f"the current code ends here ({ex.status.name if ex.status else '?'}), but the history goes on "
-            f"with {type(nxt).__name__}"))
+            f"the current code ends here ({ex.status.name if ex.status else '?'}), but the history {goes_on}"))
 
 
 def _check_end(live: LiveOrchestration, i: int, event: HistoryEvent) -> None:
@@ -218,10 +227,10 @@ def _check_end(live: LiveOrchestration, i: int, event: HistoryEvent) -> None:
     if status == OrchestrationStatus.COMPLETED and not _same_json(ex.output, event.result):
         raise _diverged(live, i, event, f"the history records the output {event.result}, the current code "
                                         f"returns {ex.output}")
-    recorded = event.failure_details
-    if status == OrchestrationStatus.FAILED and recorded is not None and ex.failure is not None \
-            and recorded.error_type != ex.failure.error_type:
-        raise _diverged(live, i, event, f"the history records a failure of type {recorded.error_type}, the "
+    failed = event.failure_details
+    if status == OrchestrationStatus.FAILED and failed is not None and ex.failure is not None \
+            and failed.error_type != ex.failure.error_type:
+        raise _diverged(live, i, event, f"the history records a failure of type {failed.error_type}, the "
                                         f"current code fails with {ex.failure.error_type}: {ex.failure.message}")
 
 

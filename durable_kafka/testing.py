@@ -37,10 +37,10 @@ from typing import Any
 
 from durable_kafka._testing_backend import Backend
 from durable_kafka._testing_client import InMemoryClient, InMemoryWorker
-from durable_kafka._testing_replayer import Replayer, ReplayResult
+from durable_kafka._testing_replayer import RecordedHistory, Replayer, ReplayResult
 from durable_kafka.streams.events import DeadLetter, HistoryRecord
 
-__all__ = ["InMemoryBackend", "InMemoryClient", "InMemoryWorker", "ReplayResult", "Replayer"]
+__all__ = ["InMemoryBackend", "InMemoryClient", "InMemoryWorker", "RecordedHistory", "ReplayResult", "Replayer"]
 
 
 class InMemoryBackend:
