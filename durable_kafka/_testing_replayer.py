@@ -22,6 +22,7 @@ production) replays as recorded and does not raise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -151,6 +152,30 @@ class Replayer:
                     by_instance.setdefault(rec.instance_id, []).append(rec)
             return [self.replay(recs) for recs in by_instance.values()]
         return [self.replay(h) for h in items]
+
+
+def export_histories(records: Iterable[HistoryRecord], directory: str | os.PathLike[str]) -> list[Path]:
+    """Write the latest execution of every orchestration in ``records`` (the history topic, in
+    order) as one JSON file per instance that :meth:`Replayer.load` reads; returns the paths.
+
+    What ``python -m durable_kafka audit --hub H --export DIR`` writes: a CI replays the files
+    against a new build (``Replayer(orchestrators=[...]).replay(path)`` for each).
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    by_instance: dict[str, list[HistoryRecord]] = {}
+    for rec in records:
+        if not rec.instance_id.startswith("@"):  # entity operations have no orchestrator to replay
+            by_instance.setdefault(rec.instance_id, []).append(rec)
+    paths = []
+    for iid, recs in sorted(by_instance.items()):
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", iid)[:80]
+        if safe != iid:  # keep distinct ids in distinct files
+            safe += "-" + hashlib.sha1(iid.encode()).hexdigest()[:8]
+        path = out / f"{safe}.json"
+        Replayer.save(path, recs)
+        paths.append(path)
+    return paths
 
 
 # --------------------------------------------------------------------------- the checks
