@@ -464,3 +464,12 @@ def test_query_and_restart(backend):
     assert [s.instance_id for s in client.get_all_orchestration_states()] == ["q1"]
     new_id = client.restart_orchestration(iid, restart_with_new_instance_id=True)
     assert client.wait_for_orchestration_completion(new_id).get_output() == ["Hello a!"]
+
+
+def test_the_testing_module_exports_exactly_its_documented_names():
+    import durable_kafka.testing as testing
+    from durable_kafka import Client, Worker
+
+    assert testing.__all__ == sorted(testing.__all__) == [
+        "InMemoryBackend", "InMemoryClient", "InMemoryWorker", "RecordedHistory", "ReplayResult", "Replayer"]
+    assert issubclass(testing.InMemoryClient, Client) and issubclass(testing.InMemoryWorker, Worker)
