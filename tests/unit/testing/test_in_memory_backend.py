@@ -473,3 +473,27 @@ def test_the_testing_module_exports_exactly_its_documented_names():
     assert testing.__all__ == sorted(testing.__all__) == [
         "InMemoryBackend", "InMemoryClient", "InMemoryWorker", "RecordedHistory", "ReplayResult", "Replayer"]
     assert issubclass(testing.InMemoryClient, Client) and issubclass(testing.InMemoryWorker, Worker)
+
+
+def test_a_wait_ends_at_its_timeout_even_while_other_instances_keep_timers_going(backend):
+    def forever(ctx, n):
+        yield ctx.create_timer(timedelta(hours=1))
+        ctx.continue_as_new(n + 1)
+
+    def waits(ctx, _):
+        return (yield ctx.wait_for_external_event("never"))
+
+    _, client = run(backend, forever, waits)
+    client.schedule_new_orchestration(forever, input=0)
+    iid = client.schedule_new_orchestration(waits)
+    with pytest.raises(TimeoutError, match="to complete"):
+        client.wait_for_orchestration_completion(iid, timeout=0.2)
+    assert backend.current_time > START + timedelta(hours=2)  # the eternal one went on meanwhile
+
+
+def test_clean_entity_storage_removes_emptied_entities(backend):
+    _, client = run(backend, entities=(Account,))
+    client.signal_entity(EntityInstanceId("account", "gone"), "deposit", 1)
+    client.signal_entity(EntityInstanceId("account", "gone"), "delete")
+    assert client.get_entity(EntityInstanceId("account", "gone")) is None
+    assert client.clean_entity_storage(timeout=5).empty_entities_removed == 1
