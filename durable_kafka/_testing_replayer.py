@@ -129,12 +129,14 @@ class Replayer:
         events = recorded.events
         recorded_failure = _recorded_failure(events)
         as_recorded = False  # the code diverges exactly as the history's own failure says
+        imposed = _imposed_by_the_engine(recorded_failure)
         for i, event in enumerate(events):
             live.process(event)
             as_recorded = as_recorded or _check_failure(live, i, event, recorded_failure)
-            if isinstance(event, ev.OrchestratorCompleted) and not as_recorded:
+            final = i + 1 < len(events) and isinstance(events[i + 1], _END_RECORDS)
+            if isinstance(event, ev.OrchestratorCompleted) and not as_recorded and not (imposed and final):
                 _check_episode_end(live, i, events)
-            elif isinstance(event, _END_RECORDS):
+            elif isinstance(event, _END_RECORDS) and not imposed:
                 _check_end(live, i, event)
         ex = live.execution
         return ReplayResult(instance_id=recorded.instance_id, name=name, events_replayed=len(events),
@@ -193,6 +195,19 @@ def _diverged(live: LiveOrchestration, i: int, event: HistoryEvent, what: str) -
 def _recorded_failure(events: list[HistoryEvent]) -> FailureDetails | None:
     end = next((e for e in reversed(events) if isinstance(e, ev.ExecutionCompleted)), None)
     return end.failure_details if end is not None else None
+
+
+#: Failures the engine records for an instance, not its code: input it could not apply (poison
+#: records), results too large to carry, a continue_as_new loop. The code never reproduces them,
+#: so the recorded end (and the episode it closes) is not compared.
+_ENGINE_FAILURE_TYPES = frozenset({"PayloadTooLargeError", "ContinueAsNewLoopError", "CodecError",
+                                   "UnknownSchemaError", "CorruptRecordError", "RecordEncodeError",
+                                   "IncompatibleSchemaError"})
+
+
+def _imposed_by_the_engine(failure: FailureDetails | None) -> bool:
+    return failure is not None and (failure.error_type in _ENGINE_FAILURE_TYPES
+                                    or failure.message.startswith(("cannot apply input", "poison input")))
 
 
 def _check_failure(live: LiveOrchestration, i: int, event: HistoryEvent, recorded: FailureDetails | None) -> bool:

@@ -262,3 +262,21 @@ def test_continue_as_new_input_is_checked():
     assert Replayer(orchestrators=[code.counter]).replay(first).runtime_status == OrchestrationStatus.CONTINUED_AS_NEW
     with pytest.raises(NonDeterminismError, match=r"\(ContinueAsNew\).*input 1, the current code with 2"):
         Replayer(orchestrators=[("counter", counter_doubles)]).replay(first)
+
+
+def test_a_failure_the_engine_imposed_is_not_taken_for_a_divergence():
+    """A record the instance could not write (too large) or a poison input ends it FAILED by the
+    engine, after its last episode: the code never produced that end, so it is not compared."""
+    running = Replayer.load(RECORDED / "waiter_running.json")
+    for details in (ev.FailureDetails("the ExecutionCompleted record of 'waiter' is 1200000 bytes", "PayloadTooLargeError"),
+                    ev.FailureDetails("cannot apply input: TypeError: boom", "TypeError")):
+        end = ev.ExecutionCompleted(event_id=-1, timestamp=running.events[-1].timestamp,
+                                    runtime_status=OrchestrationStatus.FAILED, failure_details=details)
+        failed = RecordedHistory(running.instance_id, [*running.events, end])
+        assert Replayer(orchestrators=ORCHESTRATORS).replay(failed).runtime_status == OrchestrationStatus.RUNNING
+    code_failure = ev.ExecutionCompleted(event_id=-1, timestamp=running.events[-1].timestamp,
+                                         runtime_status=OrchestrationStatus.FAILED,
+                                         failure_details=ev.FailureDetails("boom", "ValueError"))
+    with pytest.raises(NonDeterminismError, match="has not ended there"):
+        Replayer(orchestrators=ORCHESTRATORS).replay(RecordedHistory(running.instance_id,
+                                                                     [*running.events, code_failure]))
