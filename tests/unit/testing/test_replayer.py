@@ -184,6 +184,11 @@ def test_histories_from_the_in_memory_backend_client_and_the_history_topic():
         # the history topic (what an audit export holds): every instance, the latest execution of each
         results = {r.instance_id: r for r in replayer.replay_all(backend.history_records())}
         assert results[counter].output == "3" and results[iid].runtime_status == OrchestrationStatus.COMPLETED
+        # ... and the audit's fold of it (connectors.audit.fold: one FoldedInstance per instance)
+        from durable_kafka.connectors.audit import fold
+
+        folded = replayer.replay_all(fold(backend.history_records()).values())
+        assert {r.instance_id: r.output for r in folded} == {k: r.output for k, r in results.items()}
         with pytest.raises(NonDeterminismError):
             Replayer(orchestrators=[("order_flow", order_flow_new_output), code.shipping]).replay(history)
 
