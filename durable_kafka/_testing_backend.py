@@ -21,6 +21,7 @@ What is replaced:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import inspect
 import logging
 import threading
@@ -115,26 +116,43 @@ class _Record:
 
 
 class _Store:
-    """One partition's state store (the RocksDB ``PartitionStore`` reads the handlers use)."""
+    """One partition's state store (the RocksDB ``PartitionStore`` reads the handlers use).
+
+    Keys are kept sorted (bisect), so prefix scans and the due-time lookups cost what they
+    cost in RocksDB rather than a sort of the whole store each time.
+    """
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for k in sorted(k for k in self.data if k.startswith(prefix)):
+        keys = self._keys
+        i = bisect.bisect_left(keys, prefix)
+        found = []
+        while i < len(keys) and keys[i].startswith(prefix):
+            found.append(keys[i])
+            i += 1
+        for k in found:  # a snapshot: callers may write while they iterate
             yield k, self.data[k]
 
     def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
-        return next(self.scan(prefix), None)
+        i = bisect.bisect_left(self._keys, prefix)
+        if i < len(self._keys) and self._keys[i].startswith(prefix):
+            return self._keys[i], self.data[self._keys[i]]
+        return None
 
     def apply(self, changes: dict[bytes, bytes | None]) -> None:
         for k, v in changes.items():
             if v is None:
-                self.data.pop(k, None)
+                if self.data.pop(k, None) is not None:
+                    del self._keys[bisect.bisect_left(self._keys, k)]
             else:
+                if k not in self.data:
+                    bisect.insort(self._keys, k)
                 self.data[k] = v
 
 
