@@ -497,3 +497,30 @@ def test_clean_entity_storage_removes_emptied_entities(backend):
     client.signal_entity(EntityInstanceId("account", "gone"), "delete")
     assert client.get_entity(EntityInstanceId("account", "gone")) is None
     assert client.clean_entity_storage(timeout=5).empty_entities_removed == 1
+
+
+def test_a_restarted_worker_rebuilds_running_instances_from_their_history(backend):
+    """Stopping the worker drops its executor cache, as a process restart would: the next step
+    replays the stored history (the recovery path of the processor) and goes on."""
+    first, client = run(backend, approval, greetings, activities=(hello,))
+    iid = client.schedule_new_orchestration(approval)
+    first.stop()
+    client.raise_orchestration_event(iid, "approval", data="after restart")
+    assert client.get_orchestration_state(iid).runtime_status == OrchestrationStatus.RUNNING  # nobody runs it
+    second = backend.worker()
+    second.add_orchestrator(approval)
+    with second:
+        assert client.wait_for_orchestration_completion(iid).get_output() == {"approved": "after restart"}
+    assert second.stats()["cache_misses"] >= 1
+
+
+def test_trigger_routes_are_refused_at_start(backend):
+    from durable_kafka import triggers
+    from durable_kafka.errors import ConfigurationError
+
+    worker = backend.worker()
+    worker.add_orchestrator(approval)
+    worker.add_trigger(triggers.Start("shop.orders", approval, instance_id="order-{value.id}"))
+    with pytest.raises(ConfigurationError, match="trigger and output routes"):
+        worker.start()
+    assert not worker.is_running
