@@ -14,7 +14,7 @@ import logging
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -112,7 +112,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         self._parked_scan &= set(self.proc.owned)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         if self._parked_scan:
             self._run_parked(txn, now)
         for p in list(self.proc.owned):
