@@ -213,6 +213,13 @@ class _Registries:
     def names(self) -> list[str]:
         return sorted({n for w in self._backend.running_workers() for n in w._orchestrators.names()})
 
+    @property
+    def versioning(self) -> Any:
+        """The first running worker's ``use_versioning`` options (workers of a backend share code)."""
+        for worker in self._backend.running_workers():
+            return worker._orchestrators.versioning
+        return None
+
 
 class Backend:
     """In-memory topics, stores and clock, and the loop that runs the real handlers on them."""
@@ -302,6 +309,8 @@ class Backend:
         with self.lock:
             if worker in self._workers:
                 return
+            if not self._workers:  # the first worker's timer chunking applies (Worker(maximum_timer_interval=...))
+                self._executor.maximum_timer_interval = worker.maximum_timer_interval
             if worker._triggers or worker._outputs:
                 raise ConfigurationError("trigger and output routes read and write Kafka topics: the in-memory "
                                          "backend does not run them (test them against the broker)")

@@ -205,15 +205,21 @@ _ENGINE_FAILURE_TYPES = frozenset({"PayloadTooLargeError", "ContinueAsNewLoopErr
                                    "IncompatibleSchemaError"})
 
 
+def _short_type(error_type: str) -> str:
+    """``durable_kafka.errors.NonDeterminismError`` -> ``NonDeterminismError`` (qualified names
+    since the failure-details change; histories recorded before it hold the bare name)."""
+    return error_type.rpartition(".")[2]
+
+
 def _imposed_by_the_engine(failure: FailureDetails | None) -> bool:
-    return failure is not None and (failure.error_type in _ENGINE_FAILURE_TYPES
+    return failure is not None and (_short_type(failure.error_type) in _ENGINE_FAILURE_TYPES
                                     or failure.message.startswith(("cannot apply input", "poison input")))
 
 
 def _check_failure(live: LiveOrchestration, i: int, event: HistoryEvent, recorded: FailureDetails | None) -> bool:
     """Raise at a divergence found by the executor; True if it is the one the history ended with."""
     failure = live.execution.failure
-    if failure is None or failure.error_type != "NonDeterminismError":
+    if failure is None or _short_type(failure.error_type) != "NonDeterminismError":
         return False
     if recorded is not None and recorded.error_type == failure.error_type \
             and _without_instance(recorded.message) == _without_instance(failure.message):

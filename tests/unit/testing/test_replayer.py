@@ -231,7 +231,7 @@ def test_a_history_that_already_failed_with_this_divergence_replays_as_recorded(
         with new:
             client.raise_orchestration_event(iid, "go")
             state = client.wait_for_orchestration_completion(iid)
-            assert state.failure_details.error_type == "NonDeterminismError"
+            assert state.failure_details.error_type == "durable_kafka.errors.NonDeterminismError"
             history = client.get_orchestration_history(iid)
     result = Replayer(orchestrators=[("flow", v2)]).replay(history)
     assert result.runtime_status == OrchestrationStatus.FAILED
