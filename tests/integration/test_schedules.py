@@ -1,0 +1,303 @@
+"""Recurring schedules on the real broker: the client API, cron in a zone, overlap policies,
+catch-up after downtime, and ``kill -9`` of the worker (every due time runs exactly once)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from durable_kafka import AsyncClient, Client, OrchestrationStatus, Worker
+from durable_kafka.connectors.audit import read_topic
+from durable_kafka.scheduled import (
+    AsyncScheduledTaskClient,
+    OverlapPolicy,
+    ScheduleCreationOptions,
+    ScheduledTaskClient,
+    ScheduleInvalidTransitionError,
+    ScheduleNotFoundError,
+    ScheduleQuery,
+    ScheduleStatus,
+    ScheduleUpdateOptions,
+    run_instance_id,
+)
+from durable_kafka.streams import events as ev
+from durable_kafka.streams.codec import Codec
+
+ROOT = Path(__file__).resolve().parents[2]
+SECOND = timedelta(seconds=1)
+
+
+def ping(ctx, input):
+    return input
+
+
+def blocked(ctx, _):
+    """A run that goes on until the test raises "go" to it (overlap tests)."""
+    yield ctx.wait_for_external_event("go")
+    return "done"
+
+
+@pytest.fixture
+def engine(hub, tmp_path):
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions)
+    w.configure_scheduled_tasks()
+    w.add_orchestrator(ping)
+    w.add_orchestrator(blocked)
+    with w, Client(hub.bootstrap, hub=hub.name) as c:
+        yield w, c
+
+
+def wait_for(predicate, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def completed(client, iid):
+    s = client.get_orchestration_state(iid)
+    return s is not None and s.runtime_status == OrchestrationStatus.COMPLETED
+
+
+def started_runs(bootstrap, hub, prefix) -> dict[str, set[str]]:
+    """instance id -> execution ids of every ExecutionStarted in the history topic for ids under ``prefix``."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for _, rec in read_topic(bootstrap, hub.topics.history, Codec.default()):
+        if rec is not None and rec.instance_id.startswith(prefix) and isinstance(rec.event, ev.ExecutionStarted):
+            out[rec.instance_id].add(rec.execution_id)
+    return out
+
+
+def due_of(schedule_id: str, instance_id: str) -> datetime:
+    return datetime.fromisoformat(instance_id[len(schedule_id) + 1:])
+
+
+# ---------------------------------------------------------------- the API
+def test_create_get_list_pause_resume_update_trigger_delete(engine):
+    _, client = engine
+    schedules = ScheduledTaskClient(client)
+    assert schedules.get_schedule("s-a") is None
+    handle = schedules.create_schedule(ScheduleCreationOptions("s-a", ping, interval=SECOND, orchestration_input=7))
+    schedules.create_schedule(ScheduleCreationOptions("other", ping, interval=timedelta(hours=1)))
+    d = schedules.get_schedule("s-a")
+    assert d is not None and d.status == ScheduleStatus.ACTIVE and d.orchestration_name == "ping"
+    assert d.interval == SECOND and d.orchestration_input == 7 and d.created_at is not None
+
+    first = wait_for(lambda: (x := handle.describe()).last_run_at and x, "a first run")
+    iid = run_instance_id("s-a", first.last_run_at)
+    state = client.wait_for_orchestration_completion(iid, timeout=30)
+    assert state.get_output() == 7
+    assert (first.last_run_at - first.created_at) % SECOND == timedelta(0)  # due times: created_at + k s
+
+    assert [x.schedule_id for x in schedules.list_schedules()] == ["other", "s-a"]
+    assert [x.schedule_id for x in schedules.list_schedules(ScheduleQuery(schedule_id_prefix="s-"))] == ["s-a"]
+    handle.pause()
+    assert handle.describe().status == ScheduleStatus.PAUSED
+    assert [x.schedule_id for x in schedules.list_schedules(ScheduleQuery(status=ScheduleStatus.PAUSED))] == ["s-a"]
+    with pytest.raises(ScheduleInvalidTransitionError):
+        handle.pause()
+    paused_runs = handle.describe().run_count
+    handle.resume()
+    with pytest.raises(ScheduleInvalidTransitionError):
+        handle.resume()
+    handle.update(ScheduleUpdateOptions(interval=timedelta(hours=2), orchestration_input=8))
+    d = handle.describe()
+    assert d.interval == timedelta(hours=2) and d.orchestration_input == 8 and d.status == ScheduleStatus.ACTIVE
+    assert d.run_count >= paused_runs
+
+    manual = handle.trigger_now()
+    assert manual is not None and manual.startswith("s-a-manual-")
+    assert client.wait_for_orchestration_completion(manual, timeout=30).get_output() == 8
+
+    handle.delete()
+    assert schedules.get_schedule("s-a") is None
+    with pytest.raises(ScheduleNotFoundError):
+        handle.describe()
+    with pytest.raises(ScheduleNotFoundError):
+        handle.pause()
+    assert [x.schedule_id for x in schedules.list_schedules()] == ["other"]
+
+
+def test_async_client(engine, hub):
+    async def main():
+        async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
+            schedules = AsyncScheduledTaskClient(ac)
+            handle = await schedules.create_schedule(
+                ScheduleCreationOptions("as-1", "ping", cron_expression="0 9 * * *", time_zone="Europe/Paris"))
+            await handle.pause()
+            d = await schedules.get_schedule("as-1")
+            listed = await schedules.list_schedules(ScheduleQuery(schedule_id_prefix="as-"))
+            await handle.delete()
+            return d, listed, await schedules.get_schedule("as-1")
+
+    d, listed, gone = asyncio.run(main())
+    assert d.status == ScheduleStatus.PAUSED and d.cron_expression == "0 9 * * *" and d.time_zone == "Europe/Paris"
+    assert [x.schedule_id for x in listed] == ["as-1"] and gone is None
+
+
+def test_cron_in_a_time_zone(engine):
+    _, client = engine
+    schedules = ScheduledTaskClient(client)
+    handle = schedules.create_schedule(ScheduleCreationOptions(
+        "cron", ping, cron_expression="* * * * * */2", time_zone="Asia/Kolkata", orchestration_input="c"))
+    d = wait_for(lambda: (x := handle.describe()).run_count >= 2 and x, "two cron runs")
+    for due in (d.last_run_at, d.next_run_at):
+        assert due.microsecond == 0 and due.second % 2 == 0  # every even second, whatever the zone
+    assert d.next_run_at - d.last_run_at == 2 * SECOND
+    assert client.wait_for_orchestration_completion(run_instance_id("cron", d.last_run_at),
+                                                    timeout=30).get_output() == "c"
+    handle.delete()
+
+
+@pytest.mark.parametrize("policy", [OverlapPolicy.SKIP, OverlapPolicy.BUFFER_ONE, OverlapPolicy.ALLOW_ALL])
+def test_overlap_policies(engine, policy):
+    _, client = engine
+    schedules = ScheduledTaskClient(client)
+    sid = f"ov-{policy.value.lower()}"
+    handle = schedules.create_schedule(ScheduleCreationOptions(sid, blocked, interval=SECOND, overlap_policy=policy))
+    if policy == OverlapPolicy.ALLOW_ALL:  # every due time starts a run while the first still blocks
+        d = wait_for(lambda: (x := handle.describe()).run_count >= 3 and x, "three concurrent runs")
+        assert d.running_instance_ids == [] and d.overlap_skipped == 0
+        runs = [run_instance_id(sid, d.last_run_at - k * SECOND) for k in range(3)]
+        wait_for(lambda: all(client.get_orchestration_state(r) for r in runs), "the runs to exist")
+        handle.delete()
+        return
+    d = wait_for(lambda: (x := handle.describe()).overlap_skipped >= 2 and x, "due times meeting a running run")
+    assert len(d.running_instance_ids) == 1 and d.run_count >= 3
+    first = d.running_instance_ids[0]
+    if policy == OverlapPolicy.BUFFER_ONE:
+        assert d.buffered_instance_id is not None
+    else:
+        assert d.buffered_instance_id is None
+    wait_for(lambda: client.get_orchestration_state(first), "the first run to start")
+    client.raise_orchestration_event(first, "go")
+    assert client.wait_for_orchestration_completion(first, timeout=30).get_output() == "done"
+    second = wait_for(lambda: (x := handle.describe()).running_instance_ids and x.running_instance_ids[0] != first
+                      and x.running_instance_ids[0], "the next run")
+    if policy == OverlapPolicy.BUFFER_ONE:
+        assert second == d.buffered_instance_id  # the buffered due time, started when the first ended
+    else:
+        assert due_of(sid, second) > due_of(sid, first) + SECOND  # the due times in between were skipped
+    handle.pause()
+    wait_for(lambda: client.get_orchestration_state(second), "the second run to start")
+    client.raise_orchestration_event(second, "go")
+    client.wait_for_orchestration_completion(second, timeout=30)
+    wait_for(lambda: handle.describe().running_instance_ids == [], "the second run to be reported ended")
+    handle.delete()
+
+
+def test_catch_up_after_downtime_is_bounded(hub, tmp_path):
+    """A worker down for ~5 s: with no catch-up the missed due times are counted and skipped; with a
+    large bound every one of them runs, once, after the restart."""
+    def worker():
+        w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions)
+        w.configure_scheduled_tasks()
+        w.add_orchestrator(ping)
+        return w
+
+    with Client(hub.bootstrap, hub=hub.name) as client:
+        schedules = ScheduledTaskClient(client)
+        with worker():
+            none = schedules.create_schedule(ScheduleCreationOptions("cu-none", ping, interval=SECOND))
+            full = schedules.create_schedule(ScheduleCreationOptions("cu-full", ping, interval=SECOND,
+                                                                     max_catch_up_runs=1000))
+            wait_for(lambda: none.describe().run_count >= 2 and full.describe().run_count >= 2, "runs before")
+        time.sleep(5)  # no worker: due times pass unserved
+        with worker():
+            before = none.describe().last_run_at
+            wait_for(lambda: none.describe().last_run_at > before + 6 * SECOND, "runs after the restart")
+            none.pause()
+            full.pause()
+        for handle in (none, full):
+            d = handle.describe()
+            first = d.created_at + SECOND
+            due_count = (d.last_run_at - first) // SECOND + 1
+            assert d.run_count + d.missed_runs == due_count
+        assert none.describe().missed_runs >= 3
+        assert full.describe().missed_runs == 0
+        with worker():
+            runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, "cu-full-"))
+                            and len(r) == full.describe().run_count and r, "every run of cu-full to start")
+        assert all(len(execs) == 1 for execs in runs.values())
+        d = full.describe()
+        assert sorted(due_of("cu-full", i) for i in runs) == [d.created_at + k * SECOND
+                                                               for k in range(1, d.run_count + 1)]
+
+
+# ---------------------------------------------------------------- kill -9
+def _scale() -> tuple[int, float]:
+    """(schedules, seconds per phase): DK_SCHEDULES_SCALE=full is the issue's size (200 schedules)."""
+    if os.environ.get("DK_SCHEDULES_SCALE") == "full":
+        return 200, 20.0
+    return 20, 6.0
+
+
+def _spawn(hub, state: Path) -> subprocess.Popen:
+    env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": hub.bootstrap, "DK_CRASH_HUB": hub.name,
+           "DK_CRASH_STATE": str(state), "DK_CRASH_PARTITIONS": str(hub.partitions)}
+    proc = subprocess.Popen([sys.executable, "-m", "durable_kafka", "worker", "tests.integration.schedules_app:make_worker"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "running" in line:
+            return proc
+    raise AssertionError(f"worker did not start: {''.join(seen)}")
+
+
+@pytest.mark.slow
+def test_kill_9_twice_every_due_time_runs_exactly_once(hub, tmp_path):
+    n, phase = _scale()
+    state = tmp_path / "worker-state"
+    worker = _spawn(hub, state)
+    ids = [f"k{i:03d}" for i in range(n)]
+    try:
+        with Client(hub.bootstrap, hub=hub.name) as client:
+            async def create_all():
+                async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
+                    schedules = AsyncScheduledTaskClient(ac, operation_timeout=120)
+                    await asyncio.gather(*(schedules.create_schedule(ScheduleCreationOptions(
+                        sid, "tick", interval=SECOND, orchestration_input=sid, max_catch_up_runs=100_000))
+                        for sid in ids))
+            asyncio.run(create_all())
+            schedules = ScheduledTaskClient(client, operation_timeout=120)
+            for _ in range(2):
+                time.sleep(phase)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                worker = _spawn(hub, state)
+            time.sleep(phase)
+            for sid in ids:  # freeze: no due time after this is started
+                schedules.get_schedule_client(sid).pause()
+            final = {d.schedule_id: d for d in schedules.list_schedules(ScheduleQuery(schedule_id_prefix="k"))}
+            expected = sum(d.run_count for d in final.values())
+            runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, "k"))
+                            and sum(len(v) for v in r.values()) >= expected and r,
+                            "every run counted by the schedules to start", timeout=180)
+    finally:
+        worker.kill()
+        worker.wait(10)
+    per_schedule: dict[str, list[datetime]] = defaultdict(list)
+    doubled = {iid: len(execs) for iid, execs in runs.items() if len(execs) != 1}
+    assert not doubled, f"runs started more than once: {list(doubled.items())[:5]}"
+    for iid in runs:
+        per_schedule[iid[:4]].append(due_of(iid[:4], iid))
+    assert set(per_schedule) == set(ids)
+    for sid, dues in per_schedule.items():
+        d = final[sid]
+        assert d.missed_runs == 0, f"{sid} missed {d.missed_runs} due times"
+        assert sorted(dues) == [d.created_at + k * SECOND for k in range(1, d.run_count + 1)], sid
+    total = sum(len(v) for v in per_schedule.values())
+    print(f"\n{n} schedules, 2 x kill -9: {total} runs, each due time exactly once")
