@@ -123,7 +123,8 @@ class ScheduleClient:
 
     def _run_operation(self, operation: str, input: Any = None) -> Any:  # noqa: A002
         iid = self._client.schedule_new_orchestration(execute_schedule_operation_orchestrator,
-                                                      input=_request(self._schedule_id, operation, input))
+                                                      input=_request(self._schedule_id, operation, input),
+                                                      timeout=self._operation_timeout)
         try:
             state = self._client.wait_for_orchestration_completion(iid, timeout=self._operation_timeout)
         except TimeoutError as error:
@@ -207,7 +208,8 @@ class AsyncScheduleClient:
 
     async def _run_operation(self, operation: str, input: Any = None) -> Any:  # noqa: A002
         iid = await self._client.schedule_new_orchestration(execute_schedule_operation_orchestrator,
-                                                            input=_request(self._schedule_id, operation, input))
+                                                            input=_request(self._schedule_id, operation, input),
+                                                            timeout=self._operation_timeout)
         try:
             state = await self._client.wait_for_orchestration_completion(iid, timeout=self._operation_timeout)
         except TimeoutError as error:

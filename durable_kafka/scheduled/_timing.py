@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterBadCronError, croniter  # type: ignore[import-untyped]  # ships no stubs
 
 #: forward steps a cron catch-up count takes before it stops counting (croniter takes ~0.1-0.5 ms
 #: a step, and this runs inside an entity operation); the runs kept are still exact, only

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -265,22 +265,22 @@ def test_kill_9_twice_every_due_time_runs_exactly_once(hub, tmp_path):
     ids = [f"k{i:03d}" for i in range(n)]
     try:
         with Client(hub.bootstrap, hub=hub.name) as client:
-            async def create_all():
+            async def each(op):
                 async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
-                    schedules = AsyncScheduledTaskClient(ac, operation_timeout=120)
-                    await asyncio.gather(*(schedules.create_schedule(ScheduleCreationOptions(
-                        sid, "tick", interval=SECOND, orchestration_input=sid, max_catch_up_runs=100_000))
-                        for sid in ids))
-            asyncio.run(create_all())
-            schedules = ScheduledTaskClient(client, operation_timeout=120)
+                    schedules = AsyncScheduledTaskClient(ac, operation_timeout=300)
+                    await asyncio.gather(*(op(schedules, sid) for sid in ids))
+
+            asyncio.run(each(lambda s, sid: s.create_schedule(ScheduleCreationOptions(
+                sid, "tick", interval=SECOND, orchestration_input=sid, max_catch_up_runs=100_000))))
             for _ in range(2):
                 time.sleep(phase)
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(10)
                 worker = _spawn(hub, state)
             time.sleep(phase)
-            for sid in ids:  # freeze: no due time after this is started
-                schedules.get_schedule_client(sid).pause()
+            # freeze: no due time after this is started
+            asyncio.run(each(lambda s, sid: s.get_schedule_client(sid).pause()))
+            schedules = ScheduledTaskClient(client)
             final = {d.schedule_id: d for d in schedules.list_schedules(ScheduleQuery(schedule_id_prefix="k"))}
             expected = sum(d.run_count for d in final.values())
             runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, "k"))
@@ -301,3 +301,32 @@ def test_kill_9_twice_every_due_time_runs_exactly_once(hub, tmp_path):
         assert sorted(dues) == [d.created_at + k * SECOND for k in range(1, d.run_count + 1)], sid
     total = sum(len(v) for v in per_schedule.values())
     print(f"\n{n} schedules, 2 x kill -9: {total} runs, each due time exactly once")
+
+
+# ---------------------------------------------------------------- HTTP
+def test_http_lists_schedules(engine, hub):
+    import httpx
+
+    from durable_kafka.http import BASE_PATH, create_app
+
+    _, client = engine
+    schedules = ScheduledTaskClient(client)
+    schedules.create_schedule(ScheduleCreationOptions("h-1", ping, cron_expression="30 6 * * 1-5",
+                                                      time_zone="Europe/Oslo"))
+    schedules.create_schedule(ScheduleCreationOptions("h-2", ping, interval=timedelta(minutes=5))).pause()
+
+    async def main():
+        async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
+            transport = httpx.ASGITransport(app=create_app(ac))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test" + BASE_PATH) as http:
+                return [await http.get(path) for path in
+                        ("/schedules", "/schedules?status=Paused", "/schedules/h-1", "/schedules/nope",
+                         "/schedules?status=Sleeping")]
+
+    every, paused, one, missing, bad = asyncio.run(main())
+    assert every.status_code == 200 and [s["scheduleId"] for s in every.json()] == ["h-1", "h-2"]
+    assert [s["scheduleId"] for s in paused.json()] == ["h-2"]
+    body = one.json()
+    assert body["cronExpression"] == "30 6 * * 1-5" and body["timeZone"] == "Europe/Oslo"
+    assert body["status"] == "Active" and body["orchestrationName"] == "ping"
+    assert missing.status_code == 404 and bad.status_code == 400
