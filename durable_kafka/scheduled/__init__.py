@@ -32,9 +32,9 @@ from ._orchestrators import durable_kafka_schedule_run, execute_schedule_operati
 from ._registration import configure_scheduled_tasks
 
 __all__ = [
-    "ENTITY_NAME",
     "AsyncScheduleClient",
     "AsyncScheduledTaskClient",
+    "ENTITY_NAME",
     "OverlapPolicy",
     "Schedule",
     "ScheduleClient",
