@@ -261,6 +261,46 @@ def _spawn(hub, state: Path) -> subprocess.Popen:
     raise AssertionError(f"worker did not start: {''.join(seen)}")
 
 
+def _each(hub, ids, op) -> None:
+    """``op(async_schedules, schedule_id)`` for every id at once (creation and pause of many schedules)."""
+    async def main():
+        async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
+            schedules = AsyncScheduledTaskClient(ac, operation_timeout=300)
+            await asyncio.gather(*(op(schedules, sid) for sid in ids))
+
+    asyncio.run(main())
+
+
+def _create(hub, ids) -> None:
+    _each(hub, ids, lambda s, sid: s.create_schedule(ScheduleCreationOptions(
+        sid, "tick", interval=SECOND, orchestration_input=sid, max_catch_up_runs=100_000)))
+
+
+def _freeze_and_check(hub, ids, prefix: str) -> int:
+    """Pause every schedule, wait until every run they counted has started, then check that each due
+    time from the first to the last ran exactly once. Returns the number of runs."""
+    _each(hub, ids, lambda s, sid: s.get_schedule_client(sid).pause())
+    with Client(hub.bootstrap, hub=hub.name) as client:
+        final = {d.schedule_id: d for d in
+                 ScheduledTaskClient(client).list_schedules(ScheduleQuery(schedule_id_prefix=prefix))}
+    expected = sum(d.run_count for d in final.values())
+    runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, prefix))
+                    and sum(len(v) for v in r.values()) >= expected and r,
+                    "every run counted by the schedules to start", timeout=1200)
+    doubled = {iid: len(execs) for iid, execs in runs.items() if len(execs) != 1}
+    assert not doubled, f"runs started more than once: {list(doubled.items())[:5]}"
+    per_schedule: dict[str, list[datetime]] = defaultdict(list)
+    for iid in runs:
+        sid = iid[:len(ids[0])]
+        per_schedule[sid].append(due_of(sid, iid))
+    assert set(per_schedule) == set(ids)
+    for sid, dues in per_schedule.items():
+        d = final[sid]
+        assert d.missed_runs == 0, f"{sid} missed {d.missed_runs} due times"
+        assert sorted(dues) == [d.created_at + k * SECOND for k in range(1, d.run_count + 1)], sid
+    return sum(len(v) for v in per_schedule.values())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # the full size (DK_SCHEDULES_SCALE=full) on a busy machine
 def test_kill_9_twice_every_due_time_runs_exactly_once(hub, tmp_path):
@@ -269,43 +309,42 @@ def test_kill_9_twice_every_due_time_runs_exactly_once(hub, tmp_path):
     worker = _spawn(hub, state)
     ids = [f"k{i:03d}" for i in range(n)]
     try:
-        with Client(hub.bootstrap, hub=hub.name) as client:
-            async def each(op):
-                async with AsyncClient(hub.bootstrap, hub=hub.name) as ac:
-                    schedules = AsyncScheduledTaskClient(ac, operation_timeout=300)
-                    await asyncio.gather(*(op(schedules, sid) for sid in ids))
-
-            asyncio.run(each(lambda s, sid: s.create_schedule(ScheduleCreationOptions(
-                sid, "tick", interval=SECOND, orchestration_input=sid, max_catch_up_runs=100_000))))
-            for _ in range(2):
-                time.sleep(phase)
-                worker.send_signal(signal.SIGKILL)
-                worker.wait(10)
-                worker = _spawn(hub, state)
+        _create(hub, ids)
+        for _ in range(2):
             time.sleep(phase)
-            # freeze: no due time after this is started
-            asyncio.run(each(lambda s, sid: s.get_schedule_client(sid).pause()))
-            schedules = ScheduledTaskClient(client)
-            final = {d.schedule_id: d for d in schedules.list_schedules(ScheduleQuery(schedule_id_prefix="k"))}
-            expected = sum(d.run_count for d in final.values())
-            runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, "k"))
-                            and sum(len(v) for v in r.values()) >= expected and r,
-                            "every run counted by the schedules to start", timeout=1200)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            worker = _spawn(hub, state)
+        time.sleep(phase)
+        total = _freeze_and_check(hub, ids, "k")
     finally:
         worker.kill()
         worker.wait(10)
-    per_schedule: dict[str, list[datetime]] = defaultdict(list)
-    doubled = {iid: len(execs) for iid, execs in runs.items() if len(execs) != 1}
-    assert not doubled, f"runs started more than once: {list(doubled.items())[:5]}"
-    for iid in runs:
-        per_schedule[iid[:4]].append(due_of(iid[:4], iid))
-    assert set(per_schedule) == set(ids)
-    for sid, dues in per_schedule.items():
-        d = final[sid]
-        assert d.missed_runs == 0, f"{sid} missed {d.missed_runs} due times"
-        assert sorted(dues) == [d.created_at + k * SECOND for k in range(1, d.run_count + 1)], sid
-    total = sum(len(v) for v in per_schedule.values())
     print(f"\n{n} schedules, 2 x kill -9: {total} runs, each due time exactly once")
+
+
+@pytest.mark.slow
+def test_rebalances_keep_every_due_time_once(hub, tmp_path):
+    """A second worker takes half of the partitions (and their schedules), then the first is killed
+    with -9 and the second takes everything: no due time is lost or doubled across the moves."""
+    ids = [f"r{i:02d}" for i in range(10)]
+    first = _spawn(hub, tmp_path / "a")
+    second = None
+    try:
+        _create(hub, ids)
+        time.sleep(4)
+        second = _spawn(hub, tmp_path / "b")
+        time.sleep(4)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        time.sleep(4)
+        total = _freeze_and_check(hub, ids, "r")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
+                proc.wait(10)
+    print(f"\n10 schedules across a scale-out and a kill -9: {total} runs, each due time exactly once")
 
 
 # ---------------------------------------------------------------- HTTP
