@@ -61,6 +61,27 @@ def _from_iso(value: str | None) -> datetime | None:
     return None if not value else utc(datetime.fromisoformat(value))
 
 
+MAX_SCHEDULE_ID_LENGTH = 50  # run ids add "-manual-<ISO time>:schedule" (49) and must stay <= 100
+_LONGEST_SUFFIX = "-manual-2026-01-01T00:00:00.000000+00:00:schedule"
+
+
+def _check_ids(schedule_id: str, instance_id: str | None) -> None:
+    """The schedule id must make valid run instance ids (streams/ids.py's rules), and fit in them."""
+    from durable_kafka.errors import InvalidInstanceIdError
+    from durable_kafka.streams.ids import validate_instance_id
+
+    if len(schedule_id) > MAX_SCHEDULE_ID_LENGTH:
+        raise ScheduleClientValidationError(schedule_id, f"schedule_id is longer than {MAX_SCHEDULE_ID_LENGTH}")
+    if "@" in schedule_id:
+        raise ScheduleClientValidationError(schedule_id, "schedule_id cannot contain '@'")
+    try:
+        validate_instance_id(schedule_id + _LONGEST_SUFFIX)
+        if instance_id is not None:
+            validate_instance_id(instance_id + ":schedule")
+    except InvalidInstanceIdError as error:
+        raise ScheduleClientValidationError(schedule_id, str(error)) from error
+
+
 def _check_interval(schedule_id: str, interval: Any) -> None:
     if not isinstance(interval, timedelta):
         raise ScheduleClientValidationError(schedule_id, f"interval must be a timedelta, got {interval!r}")
@@ -124,8 +145,7 @@ class ScheduleCreationOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.schedule_id, str) or not self.schedule_id:
             raise ScheduleClientValidationError(str(self.schedule_id or ""), "schedule_id cannot be empty")
-        if "@" in self.schedule_id or "/" in self.schedule_id:
-            raise ScheduleClientValidationError(self.schedule_id, "schedule_id cannot contain '@' or '/'")
+        _check_ids(self.schedule_id, self.orchestration_instance_id)
         self.orchestration_name = _name_of(self.orchestration_name)
         if not isinstance(self.orchestration_name, str) or not self.orchestration_name:
             raise ScheduleClientValidationError(self.schedule_id, "orchestration_name cannot be empty")
@@ -158,6 +178,8 @@ class ScheduleUpdateOptions:
 
     def __post_init__(self) -> None:
         self.orchestration_name = _name_of(self.orchestration_name)
+        if self.orchestration_instance_id is not None:
+            _check_ids("", self.orchestration_instance_id)
         if self.interval is not None:
             _check_interval("", self.interval)
         if self.interval is not None and self.cron_expression is not None:

@@ -37,6 +37,13 @@ def test_bad_creation_options(kwargs, match):
     assert isinstance(info.value, (ValueError, InvalidArgumentError))
 
 
+@pytest.mark.parametrize("schedule_id", ["a/b", "a#b", "a?b", "@x", "x" * 51])
+def test_schedule_ids_must_make_valid_instance_ids(schedule_id):
+    with pytest.raises(ScheduleClientValidationError):
+        ScheduleCreationOptions(schedule_id, "work", timedelta(seconds=5))
+    ScheduleCreationOptions("x" * 50, "work", timedelta(seconds=5))
+
+
 def test_empty_ids_and_names():
     with pytest.raises(ValueError):
         ScheduleCreationOptions("", "work", timedelta(seconds=5))
