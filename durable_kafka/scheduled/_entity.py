@@ -93,6 +93,7 @@ class Schedule(DurableEntity):
         state.status = ScheduleStatus.ACTIVE
         state.last_modified_at = now
         state.next_run_at = None
+        state.running, state.buffered = [], None  # a fresh start, also out of a lost watch (docs)
         state.execution_token = uuid.uuid4().hex
         self._save(state)
         self._arm(state)
