@@ -71,10 +71,10 @@ def completed(client, iid):
     return s is not None and s.runtime_status == OrchestrationStatus.COMPLETED
 
 
-def started_runs(bootstrap, hub, prefix) -> dict[str, set[str]]:
+def started_runs(hub, prefix) -> dict[str, set[str]]:
     """instance id -> execution ids of every ExecutionStarted in the history topic for ids under ``prefix``."""
     out: dict[str, set[str]] = defaultdict(set)
-    for _, rec in read_topic(bootstrap, hub.topics.history, Codec.default()):
+    for _, rec in read_topic(hub.bootstrap, hub.topics.history, Codec.default()):
         if rec is not None and rec.instance_id.startswith(prefix) and isinstance(rec.event, ev.ExecutionStarted):
             out[rec.instance_id].add(rec.execution_id)
     return out
@@ -111,7 +111,7 @@ def test_create_get_list_pause_resume_update_trigger_delete(engine, hub):
     paused_runs = handle.describe().run_count
     time.sleep(2.5)  # two due times pass while paused: nothing starts (durabletask's e2e check)
     assert handle.describe().run_count == paused_runs
-    assert not [i for i in started_runs(hub.bootstrap, hub, "s-a-2")
+    assert not [i for i in started_runs(hub, "s-a-2")
                 if due_of("s-a", i) > handle.describe().last_modified_at]
     handle.resume()
     with pytest.raises(ScheduleInvalidTransitionError):
@@ -232,7 +232,7 @@ def test_catch_up_after_downtime_is_bounded(hub, tmp_path):
         assert none.describe().missed_runs >= 3
         assert full.describe().missed_runs == 0
         with worker():
-            runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, "cu-full-"))
+            runs = wait_for(lambda: (r := started_runs(hub, "cu-full-"))
                             and len(r) == full.describe().run_count and r, "every run of cu-full to start")
         assert all(len(execs) == 1 for execs in runs.values())
         d = full.describe()
@@ -284,7 +284,7 @@ def _freeze_and_check(hub, ids, prefix: str) -> int:
         final = {d.schedule_id: d for d in
                  ScheduledTaskClient(client).list_schedules(ScheduleQuery(schedule_id_prefix=prefix))}
     expected = sum(d.run_count for d in final.values())
-    runs = wait_for(lambda: (r := started_runs(hub.bootstrap, hub, prefix))
+    runs = wait_for(lambda: (r := started_runs(hub, prefix))
                     and sum(len(v) for v in r.values()) >= expected and r,
                     "every run counted by the schedules to start", timeout=1200)
     doubled = {iid: len(execs) for iid, execs in runs.items() if len(execs) != 1}
