@@ -43,6 +43,9 @@
         │   └── KafkaAuthenticationError  SASL refused (wrong password/user/mechanism)
         └── KafkaAuthorizationError an ACL denies an operation on a named topic/group/txn id
 
+Recurring schedules add ``ScheduleError`` and its subclasses under the same root, in
+``durable_kafka.scheduled`` (its module docstring draws them).
+
 Callers catch the narrowest class they can act on; the messages name the specific thing
 (the instance id, the sequence number, both partition counts) so the log line alone is enough.
 """

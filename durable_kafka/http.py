@@ -107,6 +107,9 @@ def create_app(client: AsyncClient, *, api_key: str | None = None,
     _add_instance_routes(app, client)
     _add_command_routes(app, client)
     _add_entity_routes(app, client)
+    from durable_kafka._http_schedules import add_schedule_routes  # after http's helpers exist
+
+    add_schedule_routes(app, client, BASE_PATH)
     _add_health_route(app, client)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     if api_key:

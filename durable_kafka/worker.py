@@ -159,6 +159,13 @@ class Worker:
         self._entities[key] = fn
         return key
 
+    def configure_scheduled_tasks(self) -> None:
+        """Host recurring schedules (``durable_kafka.scheduled``): registers the schedule entity and
+        its orchestrators, as durabletask's method of this name does (docs/SCHEDULES.md)."""
+        from durable_kafka.scheduled import configure_scheduled_tasks
+
+        configure_scheduled_tasks(self)
+
     def add_trigger(self, route: Any, *, create_missing: bool = False) -> str:
         """Turn the records of ``route.topic`` into commands (``durable_kafka.triggers``; docs/TRIGGERS.md).
 
