@@ -32,7 +32,6 @@ from durable_kafka._client_models import TERMINAL_STATUSES
 from durable_kafka._dashboard_hub import hub_overview, latest_dead_letters
 from durable_kafka._dashboard_views import MAX_PAGE, InstanceFilter, filter_instances, instance_row, timeline
 from durable_kafka._http_models import history_json, iso, parse_statuses, parse_time, status_json
-from durable_kafka.entities import EntityInstanceId
 from durable_kafka.errors import BrokerError, InstanceNotFoundError, InvalidArgumentError
 
 __all__ = ["DASHBOARD_API", "STATIC_PATH", "add_dashboard"]
@@ -117,16 +116,16 @@ def _add_other_views(app: FastAPI, client: AsyncClient) -> None:
         live = [s for s in client._client._status.entity_snapshot() if s.state is not None]
         names: dict[str, int] = {}
         for s in live:
-            entity_name = EntityInstanceId.parse(s.entity_id).name
+            entity_name = _name_key(s.entity_id)[0]
             names[entity_name] = names.get(entity_name, 0) + 1
-        wanted = request.query_params.get("name") or None
-        rows = sorted((s for s in live if wanted is None or EntityInstanceId.parse(s.entity_id).name == wanted),
+        wanted = (request.query_params.get("name") or "").lower() or None  # entity names are lower-cased
+        rows = sorted((s for s in live if wanted is None or _name_key(s.entity_id)[0] == wanted),
                       key=lambda s: s.entity_id)
         offset, limit = _int(request, "offset", 0, 0, 10**9), _int(request, "limit", 50, 1, MAX_PAGE)
         items = []
         for s in rows[offset:offset + limit]:
-            entity_id = EntityInstanceId.parse(s.entity_id)
-            items.append({"name": entity_id.name, "key": entity_id.key, "lastOperationTime": iso(s.last_modified),
+            name, key = _name_key(s.entity_id)
+            items.append({"name": name, "key": key, "lastOperationTime": iso(s.last_modified),
                           "state": _json_or_text(s.state), "lockedBy": s.lock_owner, "queued": len(s.queued)})
         return JSONResponse({"names": [{"name": n, "count": c} for n, c in sorted(names.items())],
                              "total": len(rows), "offset": offset, "limit": limit, "items": items})
@@ -144,6 +143,12 @@ def _add_other_views(app: FastAPI, client: AsyncClient) -> None:
             raise BrokerError(f"the broker did not describe hub {client.hub!r}: {error or 'timed out'}") from None
         overview["deadLetters"].update(letters)
         return JSONResponse(overview)
+
+
+def _name_key(entity_id: str) -> tuple[str, str]:
+    """``@name@key`` -> (name, key); the key may itself contain ``@``."""
+    _, name, key = entity_id.split("@", 2)
+    return name, key
 
 
 def _json_or_text(text: str | None) -> Any:

@@ -6,8 +6,10 @@ settings (``admin_config``/``assigned_consumer``), so a secured cluster works as
 
 Lag is the log-stable end offset (read_committed, what a consumer can actually reach) minus
 the group's committed offset; a partition the group never committed counts from the earliest
-retained offset. The owner of a partition is the group member whose assignment holds it, shown
-by its client id (a worker sets it to its worker id) and host.
+retained offset. A partition whose last write was a transaction shows a lag of 1 once fully
+consumed: the commit marker takes an offset that no consumer commits past. The owner of a
+partition is the group member whose assignment holds it, named by its worker id (see
+:func:`worker_of`) and host.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from durable_kafka._client_kafka import assigned_consumer, is_partition_eof
 from durable_kafka._http_models import iso
@@ -28,7 +30,7 @@ from durable_kafka.streams.config import admin_config
 from durable_kafka.streams.events import DeadLetter
 from durable_kafka.streams.topics import HubTopics
 
-__all__ = ["hub_overview", "latest_dead_letters"]
+__all__ = ["hub_overview", "latest_dead_letters", "worker_of"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,13 @@ def _admin(bootstrap: str, kafka_config: Mapping[str, Any] | None) -> AdminClien
     return AdminClient(admin_config(bootstrap, kafka_config=kafka_config))
 
 
-def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec) -> dict[tuple[str, int], int]:
+def _spec(which: str) -> Any:
+    """``OffsetSpec.latest()`` / ``.earliest()`` (untyped in confluent-kafka's stubs)."""
+    factory: Any = getattr(OffsetSpec, which)
+    return factory()
+
+
+def _offsets(admin: AdminClient, partitions: list[TopicPartition], spec: Any) -> dict[tuple[str, int], int]:
     if not partitions:
         return {}
     request = {tp: spec for tp in partitions}
@@ -62,27 +70,42 @@ def _topics(admin: AdminClient, hub: str) -> list[dict[str, Any]]:
     return topics
 
 
-def _members(admin: AdminClient, group: str) -> tuple[str, dict[tuple[str, int], dict[str, Any]]]:
+def worker_of(hub: str, group_instance_id: str | None, client_id: str, member_id: str) -> str:
+    """The worker a group member belongs to, as an operator names it.
+
+    Workers join with static membership by default: ``group.instance.id`` is
+    ``<hub>.<processor>.<worker id>`` (the transactional id), so the worker id is its tail.
+    Without it the client id says more than librdkafka's default ``rdkafka``, else the member id.
+    """
+    if group_instance_id and group_instance_id.startswith(f"{hub}.") and group_instance_id.count(".") >= 2:
+        return group_instance_id.split(".", 2)[2]
+    if group_instance_id:
+        return group_instance_id
+    return client_id if client_id and client_id != "rdkafka" else member_id
+
+
+def _members(admin: AdminClient, hub: str, group: str) -> tuple[str, dict[tuple[str, int], dict[str, Any]]]:
     """The group's state and, per assigned partition, the member that owns it."""
     description = admin.describe_consumer_groups([group], request_timeout=_TIMEOUT)[group].result()
     owners: dict[tuple[str, int], dict[str, Any]] = {}
     for member in description.members:
-        owner = {"clientId": member.client_id, "host": member.host, "memberId": member.member_id,
+        owner = {"worker": worker_of(hub, member.group_instance_id, member.client_id, member.member_id),
+                 "clientId": member.client_id, "host": member.host, "memberId": member.member_id,
                  "groupInstanceId": member.group_instance_id}
         for tp in member.assignment.topic_partitions if member.assignment else []:
             owners[(tp.topic, tp.partition)] = owner
     return str(description.state.name), owners
 
 
-def _group(admin: AdminClient, group: str, source: str, partition_count: int) -> dict[str, Any]:
-    state, owners = _members(admin, group)
+def _group(admin: AdminClient, hub: str, group: str, source: str, partition_count: int) -> dict[str, Any]:
+    state, owners = _members(admin, hub, group)
     committed_request = [ConsumerGroupTopicPartitions(group)]
     committed_result = admin.list_consumer_group_offsets(committed_request, request_timeout=_TIMEOUT)[group].result()
     committed = {(tp.topic, tp.partition): tp.offset for tp in committed_result.topic_partitions or []}
     wanted = {(source, p) for p in range(partition_count)} | set(committed) | set(owners)
     partitions = [TopicPartition(t, p) for t, p in sorted(wanted)]
-    ends = _offsets(admin, partitions, OffsetSpec.latest())
-    starts = _offsets(admin, partitions, OffsetSpec.earliest())
+    ends = _offsets(admin, partitions, _spec("latest"))
+    starts = _offsets(admin, partitions, _spec("earliest"))
     rows = []
     for topic, partition in sorted(wanted):
         end = ends[(topic, partition)]
@@ -103,14 +126,14 @@ def hub_overview(bootstrap: str, kafka_config: Mapping[str, Any] | None, hub: st
     for suffix, source_suffix in _GROUP_SOURCES.items():
         source = f"{hub}.{source_suffix}"
         try:
-            groups.append(_group(admin, f"{hub}.{suffix}", source, counts.get(source, 0)))
+            groups.append(_group(admin, hub, f"{hub}.{suffix}", source, counts.get(source, 0)))
         except KafkaException as error:  # a group the fleet does not run (entities), or no ACL
             groups.append({"group": f"{hub}.{suffix}", "state": "UNKNOWN", "members": 0, "totalLag": 0,
                            "partitions": [], "error": str(error)})
     deadletter = HubTopics(hub).deadletter
     dl_partitions = [TopicPartition(deadletter, p) for p in range(counts.get(deadletter, 0))]
-    ends = _offsets(admin, dl_partitions, OffsetSpec.latest())
-    starts = _offsets(admin, dl_partitions, OffsetSpec.earliest())
+    ends = _offsets(admin, dl_partitions, _spec("latest"))
+    starts = _offsets(admin, dl_partitions, _spec("earliest"))
     span = sum(ends[k] - starts[k] for k in ends)
     return {"hub": hub, "topics": topics, "groups": groups,
             "deadLetters": {"topic": deadletter, "offsetSpan": span}}
@@ -144,10 +167,11 @@ def latest_dead_letters(bootstrap: str, kafka_config: Mapping[str, Any] | None, 
                 if is_partition_eof(message.error()):
                     remaining.discard(message.partition())
                     continue
-                if message.error() is not None or message.value() is None:
+                value = message.value()
+                if message.error() is not None or value is None:
                     continue
                 try:
-                    letter = codec.decode(message.value(), expected=DeadLetter)
+                    letter = codec.decode(value, expected=DeadLetter)
                 except CodecError:
                     undecodable += 1
                     continue

@@ -159,7 +159,7 @@ def timeline(history: Sequence[ev.HistoryEvent], *, now: datetime, running: bool
                                            instanceId=event.instance_id)
             bars.append(by_task[event.event_id])
         elif isinstance(event, ev.TimerCreated):
-            by_task[event.event_id] = _bar("timer", f"timer until {iso(event.fire_at)}", ts, event.event_id,
+            by_task[event.event_id] = _bar("timer", f"timer until {(iso(event.fire_at) or '')[11:23]}", ts, event.event_id,
                                            plannedEnd=iso(event.fire_at))
             bars.append(by_task[event.event_id])
         elif isinstance(event, (ev.TaskCompleted, ev.SubOrchestrationInstanceCompleted)):

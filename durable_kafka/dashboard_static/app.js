@@ -238,7 +238,7 @@ function historyTable(history) {
   const skip = new Set(["EventType", "Timestamp", "EventId"]);
   return h("table", { id: "history" },
     h("thead", {}, h("tr", {}, ["#", "Event", "Time (UTC)", "Details"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, history.map((e) => {
+    h("tbody", {}, history.map((e) => {  // one row per event; details are the event's own fields
       const details = Object.fromEntries(Object.entries(e).filter(([k, v]) => !skip.has(k) && v !== null
         && !(typeof v === "object" && Object.keys(v).length === 0)));
       return h("tr", {}, h("td", { class: "mono" }, e.EventId), h("td", {}, e.EventType),
@@ -434,7 +434,7 @@ async function viewHub() {
     h("table", {}, h("thead", {}, h("tr", {}, ["Topic", "Partition", "Owner (worker)", "Host", "Committed", "End", "Lag"].map((t) => h("th", {}, t)))),
       h("tbody", {}, g.partitions.map((p) => h("tr", {},
         h("td", { class: "mono" }, p.topic), h("td", {}, p.partition),
-        h("td", { class: "mono" }, p.owner ? p.owner.clientId || p.owner.memberId : "— unassigned"),
+        h("td", { class: "mono", title: p.owner ? `member ${p.owner.memberId}` : "" }, p.owner ? p.owner.worker : "— unassigned"),
         h("td", { class: "mono" }, p.owner ? p.owner.host : ""),
         h("td", {}, p.committed === null ? "—" : p.committed), h("td", {}, p.end),
         h("td", { class: p.lag > 1000 ? "lag-high" : "" }, p.lag)))))));

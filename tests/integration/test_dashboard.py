@@ -61,11 +61,12 @@ def hub(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
     test_hub = SimpleNamespace(name=unique_hub_name("d"), bootstrap=bootstrap, partitions=4)
     ensure_topics(test_hub.name, partitions=4, bootstrap=bootstrap)
     try:
-        with make_worker(test_hub, str(tmp_path_factory.mktemp("state"))), \
+        with make_worker(test_hub, str(tmp_path_factory.mktemp("state"))) as worker, \
                 serve(test_hub.name, bootstrap, tmp_path_factory.mktemp("logs"), "--api-key", KEY) as base, \
                 Client(bootstrap, hub=test_hub.name) as client:
             test_hub.base = base
             test_hub.client = client
+            test_hub.worker_id = worker.worker_id
             populate(test_hub, client)
             yield test_hub
     finally:
@@ -277,7 +278,8 @@ def test_hub_page_topics_lag_owners_and_dead_letters(page: Any, hub: SimpleNames
     group = page.locator(f'.group[data-group="{hub.name}.orchestrators"]')
     expect(group).to_contain_text("STABLE")
     expect(group.locator("tbody tr")).to_have_count(4)
-    assert "unassigned" not in group.inner_text()  # every partition has an owner
+    owners = group.locator("tbody tr td:nth-child(3)").all_inner_texts()
+    assert owners == [hub.worker_id] * 4  # every partition owned by the one worker, named by its id
     activity = page.locator(f'.group[data-group="{hub.name}.activity-workers"]')
     expect(activity.locator("tbody tr")).to_have_count(4)
     shot(page, "hub")

@@ -91,7 +91,7 @@ def test_timeline_pairs_work_with_its_results() -> None:
     assert result["start"] == "2026-12-02T07:00:00.000Z" and result["end"] == "2026-12-02T07:00:20.000Z"
     assert bars["reserve"]["end"] == "2026-12-02T07:00:02.000Z" and bars["reserve"]["status"] == "completed"
     assert bars["charge"]["status"] == "failed" and bars["charge"]["failure"]["errorMessage"] == "no stock"
-    timer = bars["timer until 2026-12-02T07:00:08.000Z"]
+    timer = bars["timer until 07:00:08.000"]
     assert (timer["start"], timer["end"], timer["kind"]) == ("2026-12-02T07:00:03.000Z", "2026-12-02T07:00:08.000Z",
                                                              "timer")
     child = bars["ship"]
@@ -144,3 +144,12 @@ def test_only_the_page_and_its_files_are_public(path: str, public: bool) -> None
     assert bool(reached) == public
     if not public:
         assert sent[0]["status"] == 401
+
+
+def test_partition_owners_are_named_by_worker_id() -> None:
+    from durable_kafka._dashboard_hub import worker_of
+
+    assert worker_of("shop", "shop.orchestrations.w-1.eu", "rdkafka", "m1") == "w-1.eu"
+    assert worker_of("shop", "shop.activities.w-2", "rdkafka", "m2") == "w-2"
+    assert worker_of("shop", None, "billing-7", "m3") == "billing-7"
+    assert worker_of("shop", None, "rdkafka", "rdkafka-abc") == "rdkafka-abc"
