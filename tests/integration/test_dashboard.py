@@ -100,7 +100,7 @@ def populate(hub: SimpleNamespace, client: Client) -> None:
 
 @pytest.fixture
 def page(browser: Any, hub: SimpleNamespace) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     errors: list[str] = []
@@ -111,10 +111,10 @@ def page(browser: Any, hub: SimpleNamespace) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, full_page: bool = True) -> None:
     if os.environ.get("DASHBOARD_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=full_page)
 
 
 def count(page: Any, status: str) -> int:
@@ -127,7 +127,7 @@ def test_instances_filters_and_paging(page: Any) -> None:
     expect(page.locator("#page-info")).to_have_text(re.compile(r"^1–50 of 12\d$"))
     assert count(page, "Completed") == 121 and count(page, "Failed") == 1 and count(page, "Running") >= 1
     assert page.locator("#instances tbody tr").count() == 50
-    shot(page, "instances")
+    shot(page, "instances", full_page=False)
 
     page.click("#next")  # page 2 of the same filter
     expect(page.locator("#page-info")).to_have_text(re.compile(r"^51–100 of "))
@@ -180,7 +180,7 @@ def test_instance_timeline_and_raise_event(page: Any, hub: SimpleNamespace) -> N
     assert max(starts) < timer_left  # fan-out first (side by side), then the timer
     expect(page.locator("#history")).to_contain_text("SubOrchestrationInstanceCreated")
     expect(page.locator("#act-purge")).to_be_disabled()  # still running
-    shot(page, "instance")
+    shot(page, "instance", full_page=False)
 
     page.click("#act-raise")  # the JSON editor refuses invalid JSON
     page.fill("#act-event-name", "Approval")
@@ -189,7 +189,7 @@ def test_instance_timeline_and_raise_event(page: Any, hub: SimpleNamespace) -> N
     expect(page.locator("#confirm-error")).to_contain_text("not valid JSON")
     page.fill("#act-event-data", '{"by": "ann"}')
     expect(page.locator("#confirm-ok")).to_be_enabled()
-    shot(page, "raise-event")
+    shot(page, "raise-event", full_page=False)
     page.click("#confirm-ok")
     expect(page.locator("#toast")).to_contain_text("Event Approval raised")
 
@@ -299,3 +299,22 @@ def test_the_page_asks_for_the_key(browser: Any, hub: SimpleNamespace) -> None:
     assert httpx.get(f"{hub.base}/dashboard/api/instances").status_code == 401
     assert httpx.get(f"{hub.base}/dashboard/static/app.js").status_code == 200
     context.close()
+
+
+def test_dashboard_routes_check_their_arguments(hub: SimpleNamespace) -> None:
+    """The JSON routes behind the page: the key, 400 with the parameter named, 404 unknown."""
+    with httpx.Client(base_url=hub.base, timeout=90, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        assert httpx.get(f"{hub.base}/dashboard/api/hub").status_code == 401
+        bad = http.get("/dashboard/api/instances", params={"limit": "501"})
+        assert bad.status_code == 400 and "limit" in bad.json()["error"]
+        assert http.get("/dashboard/api/instances", params={"status": "Sleeping"}).status_code == 400
+        assert http.get("/dashboard/api/instances", params={"from": "yesterday"}).status_code == 400
+        assert http.get("/dashboard/api/instances/nobody").status_code == 404
+        page = http.get("/dashboard/api/instances", params={"prefix": "echo-00", "limit": 3, "offset": 3}).json()
+        assert page["total"] == 10 and len(page["items"]) == 3 and page["counts"]["Completed"] == 10
+        one = http.get("/dashboard/api/instances/order-42").json()
+        assert one["children"][0]["instanceId"] == "order-42:ship" and one["timeline"]["bars"][0]["kind"] == "orchestration"
+        assert http.get("/dashboard/api/instances/order-42:ship").json()["parentInstanceId"] == "order-42"
+        assert http.get("/").text.count(hub.name) >= 2  # the page names its hub
+        assert http.get("/dashboard/static/app.js").headers["content-type"].startswith(("text/javascript",
+                                                                                          "application/javascript"))
