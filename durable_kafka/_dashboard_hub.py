@@ -35,6 +35,8 @@ __all__ = ["hub_overview", "latest_dead_letters", "worker_of"]
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 10.0
+#: Up to this many dead-letter offsets the topic is read in full to count exactly.
+MAX_COUNTED = 20_000
 #: The groups of a worker fleet and the topic each consumes (docs/TOPICS.md).
 _GROUP_SOURCES = {"orchestrators": "orchestrator-events", "activity-workers": "activity-requests",
                   "entities": "entity-operations"}
@@ -140,12 +142,15 @@ def hub_overview(bootstrap: str, kafka_config: Mapping[str, Any] | None, hub: st
 
 
 def latest_dead_letters(bootstrap: str, kafka_config: Mapping[str, Any] | None, hub: str, codec: Codec, *,
-                        limit: int = 20, timeout: float = _TIMEOUT) -> dict[str, Any]:
-    """The dead-letter topic read in full up to now (count) and its ``limit`` latest letters.
+                        limit: int = 20, timeout: float = _TIMEOUT, max_counted: int = MAX_COUNTED
+                        ) -> dict[str, Any]:
+    """How many dead letters ``hub`` holds, and its ``limit`` latest letters.
 
-    Counting by reading, not by offsets: dead letters are written in transactions, whose commit
-    markers take offsets too. The topic stays small (a dead letter is an incident), and a letter
-    written twice by a retried batch (same id) is counted once.
+    Counted by reading while the topic spans at most ``max_counted`` offsets: dead letters
+    are written in transactions, whose commit markers take offsets too, and a letter written
+    twice by a retried batch (same id) counts once. A larger topic (an incident, or years of
+    them) is not read in full on every page load: the count is then its offset span, marked
+    ``approximate``, and only each partition's tail is read for the latest letters.
     """
     topic = HubTopics(hub).deadletter
     consumer = assigned_consumer(bootstrap, "dashboard", kafka_config=kafka_config, group_prefix=hub)
@@ -154,13 +159,13 @@ def latest_dead_letters(bootstrap: str, kafka_config: Mapping[str, Any] | None, 
     try:
         metadata = consumer.list_topics(topic, timeout=_TIMEOUT).topics.get(topic)
         partitions = sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
-        lows = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT)
-            if high > low:
-                lows[p] = low
-        remaining = set(lows)
-        consumer.assign([TopicPartition(topic, p, low) for p, low in lows.items()])
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT) for p in partitions}
+        span = sum(high - low for low, high in marks.values())
+        approximate = span > max_counted
+        starts = {p: max(low, high - 2 * limit) if approximate else low
+                  for p, (low, high) in marks.items() if high > low}
+        remaining = set(starts)
+        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
         deadline = time.monotonic() + timeout
         while remaining and time.monotonic() < deadline:
             for message in consumer.consume(500, 0.2):
@@ -179,7 +184,8 @@ def latest_dead_letters(bootstrap: str, kafka_config: Mapping[str, Any] | None, 
     finally:
         consumer.close()
     newest = sorted(letters.values(), key=lambda d: d.failed_at, reverse=True)[:limit]
-    return {"count": len(letters), "undecodable": undecodable, "complete": not remaining,
+    return {"count": span if approximate else len(letters), "approximate": approximate,
+            "undecodable": undecodable, "complete": not remaining,
             "latest": [_letter_json(d) for d in newest]}
 
 

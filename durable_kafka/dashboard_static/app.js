@@ -8,6 +8,7 @@ const DASH = "dashboard/api";
 const STATUSES = ["Pending", "Running", "Suspended", "Completed", "Failed", "Terminated", "ContinuedAsNew"];
 const TERMINAL = new Set(["Completed", "Failed", "Terminated", "ContinuedAsNew"]);
 const REFRESH_MS = 5000;
+const HUB_REFRESH_MS = 15000; // the hub page asks the brokers for offsets and reads dead letters
 let refreshTimer = null;
 let renderSeq = 0;
 
@@ -144,7 +145,7 @@ function scheduleRefresh() {
     const editing = active && active.closest("#view") && ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName);
     if (editing || document.querySelector("dialog[open]")) scheduleRefresh();
     else render();
-  }, REFRESH_MS);
+  }, route().page === "hub" ? HUB_REFRESH_MS : REFRESH_MS);
 }
 
 // ------------------------------------------------------------------ instances
@@ -440,7 +441,8 @@ async function viewHub() {
         h("td", { class: p.lag > 1000 ? "lag-high" : "" }, p.lag)))))));
   const dl = data.deadLetters;
   const letters = h("div", { class: "card", id: "dead-letters" },
-    h("h2", {}, `Dead letters: `, h("span", { id: "dead-letter-count" }, dl.count), dl.complete ? "" : " (or more: still reading)"),
+    h("h2", {}, `Dead letters: `, h("span", { id: "dead-letter-count" }, dl.approximate ? `≈${dl.count}` : dl.count),
+      dl.complete ? "" : " (or more: still reading)"),
     h("p", { class: "muted" }, `topic ${dl.topic}; records that could not be decoded or applied, with the reason`),
     dl.latest.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Failed at (UTC)", "Source", "Instance", "Error type", "Reason"].map((t) => h("th", {}, t)))),
       h("tbody", {}, dl.latest.map((d) => h("tr", {}, h("td", { class: "mono" }, fmtTime(d.failedAt)),

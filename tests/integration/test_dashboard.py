@@ -318,3 +318,17 @@ def test_dashboard_routes_check_their_arguments(hub: SimpleNamespace) -> None:
         assert http.get("/").text.count(hub.name) >= 2  # the page names its hub
         assert http.get("/dashboard/static/app.js").headers["content-type"].startswith(("text/javascript",
                                                                                           "application/javascript"))
+
+
+def test_a_large_dead_letter_topic_is_counted_by_offsets(hub: SimpleNamespace) -> None:
+    """Past max_counted offsets the count is the offset span (marked approximate) and only the
+    partitions' tails are read, which still finds the latest letter."""
+    from durable_kafka._dashboard_hub import latest_dead_letters
+    from durable_kafka.streams.codec import Codec
+
+    exact = latest_dead_letters(hub.bootstrap, None, hub.name, Codec.default())
+    assert (exact["count"], exact["approximate"], exact["complete"]) == (1, False, True)
+    rough = latest_dead_letters(hub.bootstrap, None, hub.name, Codec.default(), max_counted=0)
+    assert rough["approximate"] and rough["count"] >= 1  # the span counts commit markers too
+    assert [d["instanceId"] for d in rough["latest"]] == ["garbage-1"]
+    assert "cannot decode" in rough["latest"][0]["reason"]
