@@ -11,6 +11,7 @@ const REFRESH_MS = 5000;
 const HUB_REFRESH_MS = 15000; // the hub page asks the brokers for offsets and reads dead letters
 let refreshTimer = null;
 let renderSeq = 0;
+let viewIsFinal = false; // an ended instance's page: nothing changes until an action, so no polling
 
 // ------------------------------------------------------------------ DOM and formatting helpers
 
@@ -118,6 +119,7 @@ async function render() {
   const r = route();
   document.querySelectorAll("header nav a").forEach((a) =>
     a.classList.toggle("active", a.dataset.nav === (r.page === "instance" ? "instances" : r.page)));
+  viewIsFinal = false;
   const views = { instances: viewInstances, instance: viewInstance, entities: viewEntities, hub: viewHub };
   const view = views[r.page] || viewInstances;
   let node;
@@ -139,7 +141,7 @@ async function render() {
 // Auto-refresh re-renders the page, but never under an open dialog or while a field is being edited.
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
-  if (!document.getElementById("auto-refresh").checked) return;
+  if (!document.getElementById("auto-refresh").checked || viewIsFinal) return;
   refreshTimer = setTimeout(() => {
     const active = document.activeElement;
     const editing = active && active.closest("#view") && ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName);
@@ -351,6 +353,7 @@ function actionButtons(state) {
 
 async function viewInstance(r) {
   const s = await getJson(`${DASH}/instances/${encodeURIComponent(r.arg)}`);
+  viewIsFinal = TERMINAL.has(s.runtimeStatus); // (each refresh reads the history from Kafka)
   const kv = h("dl", { class: "kv" },
     h("dt", {}, "Name"), h("dd", {}, s.name),
     h("dt", {}, "Status"), h("dd", { id: "status" }, badge(s.runtimeStatus)),

@@ -220,6 +220,13 @@ def test_failed_instance_shows_stack_trace_and_rewind_degrades(page: Any, hub: S
     else:
         expect(page.locator("#toast")).to_contain_text("Rewind requested")
 
+    page.click("#act-restart")  # restart with a new id: the page follows to the new instance
+    page.check("#act-new-id")
+    page.click("#confirm-ok")
+    expect(page.locator("#instance-id")).not_to_have_text("payment-7")
+    expect(page.locator("#input")).to_have_text("7")
+    expect(page.locator("#status")).to_have_text("Failed")  # check_payment always fails
+
 
 def test_commands_with_confirmation_suspend_resume_terminate_purge(page: Any, hub: SimpleNamespace) -> None:
     from playwright.sync_api import expect
