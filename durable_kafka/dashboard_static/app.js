@@ -381,6 +381,8 @@ async function viewInstance(r) {
 
 // ------------------------------------------------------------------ entities
 
+const signalDraft = {};
+
 async function viewEntities(r) {
   const name = r.params.get("name") || "";
   const offset = Number(r.params.get("offset") || 0);
@@ -391,10 +393,14 @@ async function viewEntities(r) {
     h("button", { class: name ? "" : "selected", onclick: () => setParams("entities", {}) }, "all"),
     data.names.map((n) => h("button", { class: n.name === name ? "selected" : "", "data-name": n.name,
       onclick: () => setParams("entities", { name: n.name }) }, `${n.name} (${n.count})`)));
-  const sName = h("input", { id: "sig-name", value: name, placeholder: "counter" });
-  const sKey = h("input", { id: "sig-key", placeholder: "key" });
-  const sOp = h("input", { id: "sig-op", placeholder: "operation" });
-  const sInput = h("textarea", { id: "sig-input", spellcheck: "false", style: "min-height:60px" }, "");
+  // what was typed survives the auto-refresh's re-render
+  const draft = (id, init) => { signalDraft[id] = signalDraft[id] ?? init; return signalDraft[id]; };
+  const keep = (el) => { el.addEventListener("input", () => { signalDraft[el.id] = el.value; }); return el; };
+  const sName = keep(h("input", { id: "sig-name", value: draft("sig-name", name), placeholder: "counter" }));
+  const sKey = keep(h("input", { id: "sig-key", value: draft("sig-key", ""), placeholder: "key" }));
+  const sOp = keep(h("input", { id: "sig-op", value: draft("sig-op", ""), placeholder: "operation" }));
+  const sInput = keep(h("textarea", { id: "sig-input", spellcheck: "false", style: "min-height:60px" },
+    draft("sig-input", "")));
   const signal = h("form", { class: "card", id: "signal-form" }, h("h2", {}, "Signal an entity"),
     h("div", { class: "filters" }, field("Name", sName), field("Key", sKey), field("Operation", sOp)),
     field("Input (JSON, optional)", sInput), h("button", { class: "primary", type: "submit", id: "sig-send" }, "Send signal"));
