@@ -162,6 +162,10 @@ BENCH_ARGS ?=
 bench-triggers: venv broker-up
 	$(VENV_PY) bench/triggers.py $(BENCH_ARGS)
 
+# The codec's generated Avro writers/readers against fastavro, CPU per call (no broker needed).
+bench-codec: venv
+	$(VENV_PY) bench/codec.py
+
 # The worked example of issue 7: a faust service, trigger routes, an orchestration, an entity, results out.
 orders: venv broker-up
 	$(VENV_PY) -m examples.orders

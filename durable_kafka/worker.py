@@ -73,6 +73,10 @@ class Worker:
       ``maximum_timer_interval``: timers longer than this are chained in durable timers of at
       most this length (durabletask's long timers; default 3 days as in durabletask, None never
       splits); replay does not depend on it, so workers may differ during a rolling change.
+      ``early_dispatch``: send activity requests as soon as the step that schedules them has
+      run, without waiting for its transaction to commit (the commit still waits for their
+      acknowledgement); saves a commit per activity hop. False sends them inside the
+      transaction, as before (docs/DECISIONS.md, "Activity requests leave before the commit").
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Worker:
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
         maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
+        early_dispatch: bool = True,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -112,6 +117,7 @@ class Worker:
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
         self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
+        self.early_dispatch = early_dispatch
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -272,7 +278,8 @@ class Worker:
             bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
             stuck_after=self.stuck_after, static_membership=self.static_membership,
-            kafka_config=self.kafka_config)
+            kafka_config=self.kafka_config,
+            dispatch_topics=(t.activity_requests,) if self.early_dispatch else ())
         self._orch_processor = Processor(
             config, stores,
             lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
