@@ -345,7 +345,19 @@ class Worker:
         return found
 
     def __enter__(self) -> "Worker":
-        return self.start()
+        """Start the worker if something is registered; else leave starting to :meth:`start`.
+
+        Both styles work: ours registers first and lets ``with worker:`` start it; durabletask's
+        enters an empty worker, registers inside the block and then calls ``w.start()``
+        (starting a worker that has nothing to run would only fail its registrations).
+        """
+        if self._has_registrations():
+            return self.start()
+        return self
+
+    def _has_registrations(self) -> bool:
+        return bool(self._orchestrators.names() or self._activities.names() or self._entities
+                     or self._triggers)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
