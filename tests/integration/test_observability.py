@@ -175,3 +175,73 @@ def test_one_trace_across_a_worker_restart(hub, tmp_path):
             worker.kill()
     _check_shape(spans, f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
     assert len({s["pid"] for s in spans}) == 2  # both processes exported parts of the one trace
+
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+CALLER = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+
+
+def _traced_worker(hub, tmp_path, **kwargs) -> tuple[Worker, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    worker = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions,
+                    tracer_provider=provider, **kwargs)
+    worker.add_orchestrator(hello_sequence5)
+    worker.add_activity(say_hello)
+    return worker, exporter
+
+
+def _orchestration_trace(exporter: InMemorySpanExporter, instance_id: str) -> list[dict]:
+    def spans():
+        found = [span_record(s) for s in exporter.get_finished_spans()]
+        orch = [s for s in found if s["name"].startswith("orchestration:")
+                and s["attributes"].get("durable_kafka.instance_id") == instance_id]
+        return found if orch else None
+
+    return _wait_for(spans, f"the span of {instance_id}")
+
+
+def test_a_trigger_record_with_traceparent_continues_its_trace(hub, tmp_path):
+    """A source record's ``traceparent`` header: the started orchestration joins that trace."""
+    from confluent_kafka import Producer
+
+    from durable_kafka import triggers
+    from durable_kafka.streams.config import producer_config
+
+    topic = f"{hub}-greetings"
+    worker, exporter = _traced_worker(hub, tmp_path)
+    worker.add_trigger(triggers.Start(topic, "hello_sequence5", instance_id="greet-{key}"), create_missing=True)
+    with worker, Client(hub.bootstrap, hub=hub.name) as client:
+        producer = Producer(producer_config(hub.bootstrap))
+        producer.produce(topic, key=b"1", value=b"{}", headers=[("traceparent", CALLER.encode())])
+        assert producer.flush(30) == 0
+        state = _wait_for(lambda: client.get_orchestration_state("greet-1"), "the started instance", 60)
+        state = client.wait_for_orchestration_completion(state.instance_id, timeout=60)
+        assert state.get_output() == EXPECTED
+        _check_shape(_orchestration_trace(exporter, "greet-1"), CALLER_TRACE, CALLER_SPAN)
+
+
+def test_an_http_request_with_traceparent_continues_its_trace_and_metrics_are_served(hub, tmp_path):
+    """The management API: the request's ``traceparent`` reaches the engine; ``GET /metrics`` answers."""
+    from starlette.testclient import TestClient
+
+    from durable_kafka._client_async import AsyncClient
+    from durable_kafka.http import create_app
+
+    worker, exporter = _traced_worker(hub, tmp_path)
+    with worker, Client(hub.bootstrap, hub=hub.name) as client:
+        app = create_app(AsyncClient(hub.bootstrap, hub=hub.name), close_client=True)
+        with TestClient(app) as http:
+            response = http.post("/runtime/webhooks/durabletask/orchestrators/hello_sequence5/http-1",
+                                 headers={"traceparent": CALLER})
+            assert response.status_code == 202, response.text
+            state = client.wait_for_orchestration_completion("http-1", timeout=60)
+            assert state.get_output() == EXPECTED
+            _check_shape(_orchestration_trace(exporter, "http-1"), CALLER_TRACE, CALLER_SPAN)
+            metrics = http.get("/metrics")
+            assert metrics.status_code == 200
+            assert ('durable_kafka_http_requests_total{method="POST",route="/runtime/webhooks/durabletask/'
+                    'orchestrators/{name}/{instance_id}",status="2xx"} 1.0') in metrics.text
+            assert "process_cpu_seconds_total" in metrics.text
