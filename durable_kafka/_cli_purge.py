@@ -58,7 +58,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_purge_command(commands: argparse._SubParsersAction) -> None:
+def add_purge_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = commands.add_parser("purge", help="purge every ended instance matching a filter (progress on a terminal)")
     p.add_argument("--hub", required=True)
     p.add_argument("--bootstrap", default=None)

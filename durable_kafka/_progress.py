@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 __all__ = ["Progress", "progress_enabled"]
 
