@@ -1,4 +1,4 @@
-"""``durable-kafka purge``: purge every ended instance matching a filter, with progress.
+"""``durable-kafka purge-by-filter``: purge every ended instance matching a filter, with progress.
 
 The HTTP API's purge by filter (``DELETE /instances?createdTimeFrom=...``) as a command: it can
 touch thousands of instances, one purge command each, so a terminal shows a bar (quiet when
@@ -59,7 +59,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def add_purge_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = commands.add_parser("purge", help="purge every ended instance matching a filter (progress on a terminal)")
+    p = commands.add_parser("purge-by-filter", help="purge every ended instance matching a filter (progress on a terminal)")
     p.add_argument("--hub", required=True)
     p.add_argument("--bootstrap", default=None)
     p.add_argument("--created-from", default=None, metavar="TIME", help="ISO 8601; instances created at or after")

@@ -30,6 +30,13 @@ def progress_enabled(stream: IO[str] | None = None) -> bool:
     return bool(isatty is not None and isatty())
 
 
+def _columns(stream: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 class Progress:
     """One bar (``total`` may be None for an unknown length); a no-op when not on a terminal."""
 
@@ -37,8 +44,10 @@ class Progress:
                  stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         stream = stream if stream is not None else sys.stderr
         self.enabled = enabled and progress_enabled(stream)
-        self._bar: Any = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=True,
-                              dynamic_ncols=True, mininterval=0.2) if self.enabled else None
+        # a terminal that reports no width (a bare pty, `docker exec -t`) would get an empty bar
+        sized = _columns(stream) > 0
+        self._bar: Any = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=True, mininterval=0.2,
+                              dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24) if self.enabled else None
 
     def update(self, n: int = 1) -> None:
         if self._bar is not None:
