@@ -34,6 +34,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from _common import (  # noqa: E402
     cpu_seconds,
     end_offsets,
     fmt,
+    free_port,
     load_average,
     markdown_table,
     measure_probe_rate,
@@ -114,13 +116,17 @@ class Figures:
 class OursSystem:
     """A fresh hub, a worker subprocess (``python -m durable_kafka worker``) and a client."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, partitions: int, observe: bool = False) -> None:
         self.bootstrap = bootstrap
         self.hub = unique_name("bench")
         self.topics = HubTopics(self.hub)
         self.state_dir = tempfile.mkdtemp(prefix="bench-ours-")
         env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": bootstrap, "BENCH_HUB": self.hub,
                "BENCH_STATE_DIR": self.state_dir, "BENCH_PARTITIONS": str(partitions)}
+        #: --observability: the worker serves metrics here and traces into a no-op exporter
+        self.metrics_port = free_port() if observe else None
+        if observe:
+            env["BENCH_METRICS_PORT"] = str(self.metrics_port)
         self.worker: ChildProcess | None = None
         self.client: Client | None = None
         try:
@@ -211,7 +217,7 @@ def ours_warmup(system: OursSystem) -> None:
     progress("durable-kafka warm-up done (20 HelloSequence5 + a fan-out of 50)")
 
 
-def ours_hello(system: OursSystem, n: int, figures: Figures) -> None:
+def ours_hello(system: OursSystem, n: int, figures: Figures, count_records: bool = True) -> None:
     prefix = unique_name("hello-")
     ids = [f"{prefix}-{i}" for i in range(n)]
     before = end_offsets(system.bootstrap, system.all_topics())
@@ -231,6 +237,8 @@ def ours_hello(system: OursSystem, n: int, figures: Figures) -> None:
     figures.hello_engine_rate = n / max(1e-6, (engine_last - wall_began).total_seconds())
     progress(f"durable-kafka hello: {n:,} in {figures.hello_seconds:.2f}s = {figures.hello_rate:,.1f}/s "
              f"({figures.hello_failures} failed); counting Kafka records")
+    if not count_records:
+        return
     time.sleep(1.0)  # let trailing commits (markers) land before reading end offsets
     figures.hello_records = _records(system, before, end_offsets(system.bootstrap, system.all_topics()))
 
@@ -305,6 +313,68 @@ def ours_timers(bootstrap: str, partitions: int, count: int, figures: Figures) -
                  f"(idle before: {figures.timers_idle_rss:,.0f} MiB, peak {figures.timers_hwm:,.0f} MiB)")
     finally:
         system.close()
+
+
+def ours_observability(args: argparse.Namespace) -> tuple[list[Figures], list[Figures]]:
+    """hello with metrics and tracing off, then on, alternately in fresh systems; (off runs, on runs).
+
+    Alternating (not all off, then all on) spreads the machine's drift over both sides.
+    """
+    off: list[Figures] = []
+    on: list[Figures] = []
+    for round_ in range(args.observability_rounds):
+        for observe in (False, True):
+            label = "metrics + tracing ON" if observe else "metrics + tracing off"
+            progress(f"observability round {round_ + 1}/{args.observability_rounds}: {label}")
+            system = OursSystem(args.bootstrap, args.partitions, observe=observe)
+            try:
+                ours_warmup(system)
+                figures = Figures()
+                ours_hello(system, args.instances, figures, count_records=False)
+                if observe:  # proof that it was on: the endpoint counts what just ran
+                    text = _http_get("127.0.0.1", system.metrics_port, "/metrics")
+                    line = next(x for x in text.splitlines() if x.startswith(
+                        'durable_kafka_orchestrations_ended_total{orchestrator="hello_sequence5",status="completed"}'))
+                    progress(f"  scraped: {line}")
+                (on if observe else off).append(figures)
+            finally:
+                system.close()
+    return off, on
+
+
+def _http_get(host: str, port: int, path: str) -> str:
+    """A bare HTTP/1.0 GET (bench/http.py shadows the standard library's http package here)."""
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def observability_report(args: argparse.Namespace, off: list[Figures], on: list[Figures]) -> str:
+    rate_off = median([f.hello_rate for f in off if f.hello_rate])
+    rate_on = median([f.hello_rate for f in on if f.hello_rate])
+    cores_off = median([f.hello_worker_cores for f in off if f.hello_worker_cores])
+    cores_on = median([f.hello_worker_cores for f in on if f.hello_worker_cores])
+    cost = (1 - rate_on / rate_off) * 100 if rate_off else None
+    rows = [
+        ["completed orchestrations/s, median (higher is better)", fmt(rate_off), fmt(rate_on),
+         f"{cost:+.1f} % cost" if cost is not None else "–",
+         f"< 5 %: {'met' if cost is not None and cost < 5 else 'missed'}"],
+        ["every run, orchestrations/s", " / ".join(f"{f.hello_rate:.0f}" for f in off),
+         " / ".join(f"{f.hello_rate:.0f}" for f in on), "", ""],
+        ["worker CPU during the run, cores (median)", fmt(cores_off, 2), fmt(cores_on, 2), "", ""],
+        ["worker CPU seconds per 1,000 orchestrations (median)",
+         fmt(median([f.hello_worker_cores * f.hello_seconds * 1000 / args.instances for f in off]), 2),
+         fmt(median([f.hello_worker_cores * f.hello_seconds * 1000 / args.instances for f in on]), 2), "", ""],
+        ["failed or wrong output", fmt(sum(f.hello_failures for f in off)), fmt(sum(f.hello_failures for f in on)),
+         "", ""],
+    ]
+    return (f"### HelloSequence5 with metrics and tracing on vs off ({args.instances:,} instances, "
+            f"{args.observability_rounds} alternating rounds)\n\n"
+            + markdown_table(["metric", "off", "on (metrics endpoint + tracer, no-op exporter)", "difference",
+                              "goal"], rows))
 
 
 def run_ours(args: argparse.Namespace, selected: set[str]) -> Figures:
@@ -564,6 +634,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="py-spy the durable-kafka worker during hello and fanout; stacks and summaries go to DIR")
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: the local broker)")
+    parser.add_argument("--observability", action="store_true",
+                        help="hello only, with metrics and tracing off and on in alternating fresh systems "
+                             "(the observability cost; docs/PERFORMANCE.md); no peer")
+    parser.add_argument("--observability-rounds", type=int, default=3, help="off/on pairs for --observability")
     args = parser.parse_args(argv)
     args.bootstrap = bootstrap_servers(args.bootstrap)
     unknown = set(args.only.split(",")) - set(WORKLOADS)
@@ -581,6 +655,14 @@ def main(argv: list[str] | None = None) -> int:
         progress("no probe figure in docs/PERFORMANCE.md; measuring produce->consume now")
         probe = measure_probe_rate(args.bootstrap)
     progress(f"probe rate {probe.rate:,.0f} records/s ({probe.source})" if probe else "no probe rate")
+    if args.observability:
+        off, on = ours_observability(args)
+        command = "python bench/orchestrations.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        print(f"\n## Results ({datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, Python "
+              f"{platform.python_version()}; {time.monotonic() - began:.0f}s total; load average {load_average()})")
+        print(f"command: {command.strip()}\n")
+        print(observability_report(args, off, on))
+        return 0
     ours = run_ours(args, selected)
     peer = None if args.skip_peer else run_peer(args, selected)
     command = "python bench/orchestrations.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -124,11 +124,11 @@ def test_no_tracer_no_metrics_by_default(hub, tmp_path):
         assert state.get_output() == EXPECTED
 
 
-def _spawn(hub, state: Path, spans: Path) -> subprocess.Popen:
+def _spawn(hub, state: Path, spans: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": hub.bootstrap, "DK_TRACE_HUB": hub.name,
            "DK_TRACE_STATE": str(state), "DK_TRACE_FILE": str(spans), "DK_TRACE_PARTITIONS": str(hub.partitions),
            "DK_TRACE_ACTIVITY_SLEEP": "0.4", "PYTHONPATH": str(ROOT / "tests" / "integration")}
-    proc = subprocess.Popen([sys.executable, "-m", "durable_kafka", "worker", "tracing_app:make_worker"],
+    proc = subprocess.Popen([sys.executable, "-m", "durable_kafka", "worker", "tracing_app:make_worker", *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in proc.stdout:
@@ -162,11 +162,17 @@ def test_one_trace_across_a_worker_restart(hub, tmp_path):
             worker.wait(10)
             first = _read_spans(spans_file)
             assert not any(s["name"].startswith("orchestration:") for s in first), "finished before the kill"
-            worker = _spawn(hub, state, spans_file)
+            port = free_ports(1)[0]
+            worker = _spawn(hub, state, spans_file, "--metrics-port", str(port), "--metrics-addr", "127.0.0.1")
             state_ = client.wait_for_orchestration_completion(iid, timeout=120)
             assert state_.runtime_status == OrchestrationStatus.COMPLETED and state_.get_output() == EXPECTED
             spans = _wait_for(lambda: (lambda s: s if any(x["name"].startswith("orchestration:") for x in s)
                                        else None)(_read_spans(spans_file)), "the orchestration span")
+            # the CLI's --metrics-port: the restarted worker counts the end (not the start: before it)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            assert ('durable_kafka_orchestrations_ended_total{orchestrator="hello_sequence5",status="completed"} 1.0'
+                    in text)
+            assert 'durable_kafka_restore_records_total{processor="orchestrations"}' in text
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
