@@ -18,6 +18,7 @@ the API's default is configured, globally or passed to the worker.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
@@ -222,21 +224,44 @@ class Tracing:
         else:
             ctx = Context()
         tracer, span_name = self.tracer, f"activity:{name}"
-
+        # start_span + attach, not start_as_current_span: the same span for less (no generator
+        # context manager per call); the activity's own spans still nest under it
         if is_async:
             async def run_async(*args: Any) -> Any:
-                with tracer.start_as_current_span(span_name, context=ctx, kind=trace.SpanKind.CONSUMER,
-                                                  attributes=attributes):
+                span = tracer.start_span(span_name, context=ctx, kind=_CONSUMER, attributes=attributes)
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
                     return await fn(*args)
+                except BaseException as error:
+                    _failed(span, error)
+                    raise
+                finally:
+                    otel_context.detach(token)
+                    span.end()
 
             return run_async  # type: ignore[return-value]
 
         def run(*args: Any) -> Any:
-            with tracer.start_as_current_span(span_name, context=ctx, kind=trace.SpanKind.CONSUMER,
-                                              attributes=attributes):
+            span = tracer.start_span(span_name, context=ctx, kind=_CONSUMER, attributes=attributes)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
                 return fn(*args)
+            except BaseException as error:
+                _failed(span, error)
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
 
         return run  # type: ignore[return-value]
+
+
+_CONSUMER = trace.SpanKind.CONSUMER
+
+
+def _failed(span: Any, error: BaseException) -> None:
+    span.record_exception(error)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
 
 def _ns(when: datetime) -> int:
@@ -273,8 +298,14 @@ def tag_outgoing(produce: Sequence[Any], instance_id: str, header: Any) -> None:
                 isinstance(v, OrchestratorMessage) and isinstance(v.body, StartOrchestration)
                 and v.body.parent_instance_id == instance_id):
             if carried is None:
-                carried = OrchestrationTrace.of(instance_id, header.execution_id, header.tags).header()
+                carried = _orchestration_header(instance_id, header.execution_id, header.tags.get(TRACE_TAG))
             p.headers = carried
+
+
+@functools.lru_cache(maxsize=4096)
+def _orchestration_header(instance_id: str, execution_id: str, caller: str | None) -> list[tuple[str, bytes]]:
+    """The ``traceparent`` header naming an execution's span (cached: every step of it sends one)."""
+    return OrchestrationTrace.of(instance_id, execution_id, {TRACE_TAG: caller} if caller else None).header()
 
 
 def step_spans(instance_id: str, header: Any, msgs: Sequence[Any], timers: Sequence[Any],

@@ -215,12 +215,14 @@ class Worker:
                 self._start_parts()
             except KafkaException as exc:  # e.g. init_transactions refused for our transactional id
                 part = "entities" if self._entity_processor is not None else "orchestrations"
+                self._stop_metrics_server()
                 self._stop_parts()
                 self._started = False
                 raise_if_unauthorized(exc, {"transactional_id": f"{self.hub}.{part}.{self.worker_id}",
                                             "group": f"{self.hub}.{part}"}, f"start the {part} processor")
                 raise
             except BaseException:
+                self._stop_metrics_server()
                 self._stop_parts()
                 self._started = False
                 raise
@@ -308,12 +310,15 @@ class Worker:
         if hasattr(handler, "tracing"):
             handler.tracing = self._tracing
 
+    def _stop_metrics_server(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+
     def stop(self) -> None:
         with self._lock:
-            if self._metrics_server is not None:
-                self._metrics_server.shutdown()
-                self._metrics_server.server_close()
-                self._metrics_server = None
+            self._stop_metrics_server()
             if not self._started:
                 return
             self._stop_parts()

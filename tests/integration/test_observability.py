@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from durable_kafka import Client, OrchestrationStatus, Worker
 
 from netutil import free_ports  # tests/integration is on sys.path
-from tracing_app import CITIES, hello_sequence5, say_hello, span_record
+from tracing_app import CITIES, child, counter, hello_sequence5, mixed, say_hello, span_record
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +251,35 @@ def test_an_http_request_with_traceparent_continues_its_trace_and_metrics_are_se
             assert ('durable_kafka_http_requests_total{method="POST",route="/runtime/webhooks/durabletask/'
                     'orchestrators/{name}/{instance_id}",status="2xx"} 1.0') in metrics.text
             assert "process_cpu_seconds_total" in metrics.text
+
+
+def test_timer_sub_orchestration_and_entity_call_are_children_of_the_orchestration(hub, tmp_path):
+    worker, exporter = _traced_worker(hub, tmp_path)
+    worker.add_orchestrator(mixed)
+    worker.add_orchestrator(child)
+    worker.add_entity(counter)
+    caller = TracerProvider().get_tracer("test-caller")
+    with worker, Client(hub.bootstrap, hub=hub.name) as client:
+        with caller.start_as_current_span("caller") as span:
+            iid = client.schedule_new_orchestration(mixed, instance_id=f"mixed-{uuid.uuid4().hex[:8]}")
+            ctx = span.get_span_context()
+        state = client.wait_for_orchestration_completion(iid, timeout=60)
+        assert state.get_output() == ["Hello Oslo!", 2, "Hello Lima!"]
+        spans = _orchestration_trace(exporter, iid)
+        spans = _wait_for(lambda: [span_record(s) for s in exporter.get_finished_spans()]
+                          if len(exporter.get_finished_spans()) >= 6 else None, "six spans")
+    by_name = {}
+    for s in spans:
+        by_name.setdefault(s["name"], []).append(s)
+    assert sorted(by_name) == ["activity:say_hello", "entity:counter.add", "orchestration:child",
+                               "orchestration:mixed", "timer"], sorted(by_name)
+    root = by_name["orchestration:mixed"][0]
+    assert root["parent_id"] == f"{ctx.span_id:016x}"
+    assert {s["trace_id"] for s in spans} == {f"{ctx.trace_id:032x}"}
+    sub = by_name["orchestration:child"][0]
+    for name in ("timer", "entity:counter.add", "orchestration:child"):
+        assert [s["parent_id"] for s in by_name[name]] == [root["span_id"]], name
+    parents = sorted(s["parent_id"] for s in by_name["activity:say_hello"])
+    assert parents == sorted([root["span_id"], sub["span_id"]])  # Lima under mixed, Oslo under the child
+    timer = by_name["timer"][0]
+    assert timer["end"] - timer["start"] >= 300_000_000  # from its creation to its firing

@@ -32,6 +32,29 @@ def hello_sequence5(ctx, _input):
     return results
 
 
+def counter(ctx, amount):
+    """An entity: adds to its state, returns the sum."""
+    total = ctx.get_state(int, 0) + amount
+    ctx.set_state(total)
+    return total
+
+
+def child(ctx, name):
+    return (yield ctx.call_activity(say_hello, input=name))
+
+
+def mixed(ctx, _input):
+    """One of each child kind: a timer, a sub-orchestration, an entity call, an activity."""
+    from datetime import timedelta
+
+    from durable_kafka.entities import EntityInstanceId
+
+    yield ctx.create_timer(timedelta(milliseconds=300))
+    greeting = yield ctx.call_sub_orchestrator(child, input="Oslo", instance_id=f"{ctx.instance_id}-child")
+    total = yield ctx.call_entity(EntityInstanceId("counter", ctx.instance_id), "add", 2)
+    return [greeting, total, (yield ctx.call_activity(say_hello, input="Lima"))]
+
+
 def span_record(span: ReadableSpan) -> dict:
     """What the tests compare: names, ids, parent, times (one JSON object per span)."""
     ctx = span.get_span_context()
