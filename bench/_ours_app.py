@@ -78,9 +78,12 @@ def _noop_exporting_provider():
 
 
 def make_worker() -> Worker:
-    port = os.environ.get("BENCH_METRICS_PORT")
-    observe = {} if port is None else {"metrics_port": int(port), "metrics_addr": "127.0.0.1",
-                                       "tracer_provider": _noop_exporting_provider()}
+    mode = os.environ.get("BENCH_OBSERVE", "off")  # bench/orchestrations.py --observability
+    observe: dict = {}
+    if mode in ("metrics", "both"):
+        observe.update(metrics_port=int(os.environ["BENCH_METRICS_PORT"]), metrics_addr="127.0.0.1")
+    if mode in ("tracing", "both"):
+        observe["tracer_provider"] = _noop_exporting_provider()
     worker = Worker(os.environ["DURABLE_KAFKA_BOOTSTRAP"], hub=os.environ["BENCH_HUB"],
                     state_dir=os.environ["BENCH_STATE_DIR"], partitions=int(os.environ["BENCH_PARTITIONS"]),
                     **observe)

@@ -116,16 +116,17 @@ class Figures:
 class OursSystem:
     """A fresh hub, a worker subprocess (``python -m durable_kafka worker``) and a client."""
 
-    def __init__(self, bootstrap: str, partitions: int, observe: bool = False) -> None:
+    def __init__(self, bootstrap: str, partitions: int, observe: str = "off") -> None:
         self.bootstrap = bootstrap
         self.hub = unique_name("bench")
         self.topics = HubTopics(self.hub)
         self.state_dir = tempfile.mkdtemp(prefix="bench-ours-")
         env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": bootstrap, "BENCH_HUB": self.hub,
                "BENCH_STATE_DIR": self.state_dir, "BENCH_PARTITIONS": str(partitions)}
-        #: --observability: the worker serves metrics here and traces into a no-op exporter
-        self.metrics_port = free_port() if observe else None
-        if observe:
+        #: --observability: the worker serves metrics here and/or traces into a no-op exporter
+        self.metrics_port = free_port() if observe in ("metrics", "both") else None
+        env["BENCH_OBSERVE"] = observe
+        if self.metrics_port is not None:
             env["BENCH_METRICS_PORT"] = str(self.metrics_port)
         self.worker: ChildProcess | None = None
         self.client: Client | None = None
@@ -315,31 +316,34 @@ def ours_timers(bootstrap: str, partitions: int, count: int, figures: Figures) -
         system.close()
 
 
-def ours_observability(args: argparse.Namespace) -> tuple[list[Figures], list[Figures]]:
-    """hello with metrics and tracing off, then on, alternately in fresh systems; (off runs, on runs).
+#: --observability-modes: what the worker turns on (BENCH_OBSERVE in _ours_app.py)
+OBSERVE_MODES = {"off": "off", "both": "metrics endpoint + tracer (no-op exporter)", "metrics": "metrics only",
+                 "tracing": "tracer only (no-op exporter)"}
 
-    Alternating (not all off, then all on) spreads the machine's drift over both sides.
+
+def ours_observability(args: argparse.Namespace) -> dict[str, list[Figures]]:
+    """hello in each observability mode, the modes alternating in fresh systems; runs per mode.
+
+    Alternating (not all of one mode, then the next) spreads the machine's drift over every mode.
     """
-    off: list[Figures] = []
-    on: list[Figures] = []
+    runs: dict[str, list[Figures]] = {mode: [] for mode in args.modes}
     for round_ in range(args.observability_rounds):
-        for observe in (False, True):
-            label = "metrics + tracing ON" if observe else "metrics + tracing off"
-            progress(f"observability round {round_ + 1}/{args.observability_rounds}: {label}")
-            system = OursSystem(args.bootstrap, args.partitions, observe=observe)
+        for mode in args.modes:
+            progress(f"observability round {round_ + 1}/{args.observability_rounds}: {OBSERVE_MODES[mode]}")
+            system = OursSystem(args.bootstrap, args.partitions, observe=mode)
             try:
                 ours_warmup(system)
                 figures = Figures()
                 ours_hello(system, args.instances, figures, count_records=False)
-                if observe:  # proof that it was on: the endpoint counts what just ran
+                if system.metrics_port is not None:  # proof that it was on: the endpoint counts what just ran
                     text = _http_get("127.0.0.1", system.metrics_port, "/metrics")
                     line = next(x for x in text.splitlines() if x.startswith(
                         'durable_kafka_orchestrations_ended_total{orchestrator="hello_sequence5",status="completed"}'))
                     progress(f"  scraped: {line}")
-                (on if observe else off).append(figures)
+                runs[mode].append(figures)
             finally:
                 system.close()
-    return off, on
+    return runs
 
 
 def _http_get(host: str, port: int, path: str) -> str:
@@ -352,29 +356,34 @@ def _http_get(host: str, port: int, path: str) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def observability_report(args: argparse.Namespace, off: list[Figures], on: list[Figures]) -> str:
-    rate_off = median([f.hello_rate for f in off if f.hello_rate])
-    rate_on = median([f.hello_rate for f in on if f.hello_rate])
-    cores_off = median([f.hello_worker_cores for f in off if f.hello_worker_cores])
-    cores_on = median([f.hello_worker_cores for f in on if f.hello_worker_cores])
-    cost = (1 - rate_on / rate_off) * 100 if rate_off else None
+def observability_report(args: argparse.Namespace, runs: dict[str, list[Figures]]) -> str:
+    def cpu_per_1000(f: Figures) -> float:
+        return (f.hello_worker_cores or 0) * (f.hello_seconds or 0) * 1000 / args.instances
+
+    modes = list(runs)
+    rate = {m: median([f.hello_rate for f in runs[m] if f.hello_rate]) for m in modes}
+    cpu = {m: median([cpu_per_1000(f) for f in runs[m]]) for m in modes}
+    base = "off" if "off" in runs else modes[0]
+
+    def versus(m: str) -> tuple[str, str]:
+        if m == base or not rate[base] or not cpu[base]:
+            return "", ""
+        cost = (1 - rate[m] / rate[base]) * 100
+        return (f"{cost:+.1f} % throughput; {'met' if cost < 5 else 'missed'} (< 5 %)",
+                f"{(cpu[m] / cpu[base] - 1) * 100:+.1f} % CPU")
+
     rows = [
-        ["completed orchestrations/s, median (higher is better)", fmt(rate_off), fmt(rate_on),
-         f"{cost:+.1f} % cost" if cost is not None else "–",
-         f"< 5 %: {'met' if cost is not None and cost < 5 else 'missed'}"],
-        ["every run, orchestrations/s", " / ".join(f"{f.hello_rate:.0f}" for f in off),
-         " / ".join(f"{f.hello_rate:.0f}" for f in on), "", ""],
-        ["worker CPU during the run, cores (median)", fmt(cores_off, 2), fmt(cores_on, 2), "", ""],
-        ["worker CPU seconds per 1,000 orchestrations (median)",
-         fmt(median([f.hello_worker_cores * f.hello_seconds * 1000 / args.instances for f in off]), 2),
-         fmt(median([f.hello_worker_cores * f.hello_seconds * 1000 / args.instances for f in on]), 2), "", ""],
-        ["failed or wrong output", fmt(sum(f.hello_failures for f in off)), fmt(sum(f.hello_failures for f in on)),
-         "", ""],
+        ["completed orchestrations/s, median (higher is better)", *(fmt(rate[m]) for m in modes)],
+        [f"cost against {base}", *(versus(m)[0] for m in modes)],
+        ["every run, orchestrations/s", *(" / ".join(f"{f.hello_rate:.0f}" for f in runs[m]) for m in modes)],
+        ["worker CPU s per 1,000 orchestrations, median (lower is better)", *(fmt(cpu[m], 2) for m in modes)],
+        [f"CPU against {base}", *(versus(m)[1] for m in modes)],
+        ["every run, worker CPU s per 1,000", *(" / ".join(f"{cpu_per_1000(f):.2f}" for f in runs[m]) for m in modes)],
+        ["failed or wrong output", *(fmt(sum(f.hello_failures for f in runs[m])) for m in modes)],
     ]
     return (f"### HelloSequence5 with metrics and tracing on vs off ({args.instances:,} instances, "
             f"{args.observability_rounds} alternating rounds)\n\n"
-            + markdown_table(["metric", "off", "on (metrics endpoint + tracer, no-op exporter)", "difference",
-                              "goal"], rows))
+            + markdown_table(["metric", *(OBSERVE_MODES[m] for m in modes)], rows))
 
 
 def run_ours(args: argparse.Namespace, selected: set[str]) -> Figures:
@@ -637,8 +646,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--observability", action="store_true",
                         help="hello only, with metrics and tracing off and on in alternating fresh systems "
                              "(the observability cost; docs/PERFORMANCE.md); no peer")
-    parser.add_argument("--observability-rounds", type=int, default=3, help="off/on pairs for --observability")
+    parser.add_argument("--observability-rounds", type=int, default=3, help="rounds of every mode for --observability")
+    parser.add_argument("--observability-modes", default="off,both",
+                        help=f"comma-separated modes for --observability, of {','.join(OBSERVE_MODES)} "
+                             "(default off,both: metrics and tracing both off, both on)")
     args = parser.parse_args(argv)
+    args.modes = args.observability_modes.split(",")
+    if set(args.modes) - set(OBSERVE_MODES):
+        parser.error(f"unknown observability mode(s) {sorted(set(args.modes) - set(OBSERVE_MODES))}")
     args.bootstrap = bootstrap_servers(args.bootstrap)
     unknown = set(args.only.split(",")) - set(WORKLOADS)
     if unknown:
@@ -656,12 +671,12 @@ def main(argv: list[str] | None = None) -> int:
         probe = measure_probe_rate(args.bootstrap)
     progress(f"probe rate {probe.rate:,.0f} records/s ({probe.source})" if probe else "no probe rate")
     if args.observability:
-        off, on = ours_observability(args)
+        runs = ours_observability(args)
         command = "python bench/orchestrations.py " + " ".join(sys.argv[1:] if argv is None else argv)
         print(f"\n## Results ({datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, Python "
               f"{platform.python_version()}; {time.monotonic() - began:.0f}s total; load average {load_average()})")
         print(f"command: {command.strip()}\n")
-        print(observability_report(args, off, on))
+        print(observability_report(args, runs))
         return 0
     ours = run_ours(args, selected)
     peer = None if args.skip_peer else run_peer(args, selected)

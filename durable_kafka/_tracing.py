@@ -30,6 +30,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from durable_kafka.streams.events import (
+    ActivityRequest,
+    EntityMessage,
+    EntityOperationCalled,
+    EntityResponse,
+    OrchestratorMessage,
+    StartOrchestration,
+    TimerCreated,
+)
+
 __all__ = ["TRACEPARENT", "TRACE_TAG", "Tracing", "carry_header", "current_traceparent", "parse_traceparent"]
 
 TRACEPARENT = "traceparent"
@@ -275,8 +285,6 @@ def adopt_caller(msgs: Sequence[Any], raws: Sequence[Any]) -> None:
     The tags go into ``ExecutionStarted`` and the instance header, so the caller's context
     survives restarts, rebalances and continue-as-new (no schema change needed).
     """
-    from durable_kafka.streams.events import StartOrchestration
-
     for m, raw in zip(msgs, raws):
         body = m.body
         if isinstance(body, StartOrchestration) and TRACE_TAG not in body.tags:
@@ -287,8 +295,6 @@ def adopt_caller(msgs: Sequence[Any], raws: Sequence[Any]) -> None:
 
 def tag_outgoing(produce: Sequence[Any], instance_id: str, header: Any) -> None:
     """Give what the step sends on the instance's behalf the orchestration span as parent."""
-    from durable_kafka.streams.events import ActivityRequest, EntityMessage, OrchestratorMessage, StartOrchestration
-
     if header is None:
         return
     carried: list[tuple[str, bytes]] | None = None
@@ -312,8 +318,6 @@ def step_spans(instance_id: str, header: Any, msgs: Sequence[Any], timers: Seque
                completed: Callable[[str, int | str], bool], history: Callable[[str], list[Any]],
                now: datetime) -> list[PendingSpan]:
     """Spans of the timers and entity calls this step completed for the first time."""
-    from durable_kafka.streams.events import EntityOperationCalled, EntityResponse, TimerCreated
-
     if header is None:
         return []
     spans: list[PendingSpan] = []

@@ -106,6 +106,17 @@ def test_hello_sequence5_one_trace_and_its_metrics(hub, tmp_path):
         assert _metric(registry, "durable_kafka_transactions_total", committed) >= 6  # start + 5 results
         assert _metric(registry, "durable_kafka_batch_records_sum", {"processor": "orchestrations"}) >= 6
         assert _metric(registry, "durable_kafka_restore_seconds_count", {"processor": "orchestrations"}) >= 1
+        # a poison record: dead-lettered, counted by its reason
+        from confluent_kafka import Producer
+
+        from durable_kafka.streams.config import producer_config
+
+        producer = Producer(producer_config(hub.bootstrap, partitioner="murmur2_random"))
+        producer.produce(hub.topics.orchestrator_events, key=b"poison", value=b"not avro at all")
+        assert producer.flush(30) == 0
+        _wait_for(lambda: _metric(registry, "durable_kafka_deadletter_records_total",
+                                  {"processor": "orchestrations", "reason": "CorruptRecordError"}) == 1,
+                  "the dead letter's count")
         # the endpoint serves the same registry
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert 'durable_kafka_orchestrations_started_total{orchestrator="hello_sequence5"} 1.0' in text
@@ -254,7 +265,8 @@ def test_an_http_request_with_traceparent_continues_its_trace_and_metrics_are_se
 
 
 def test_timer_sub_orchestration_and_entity_call_are_children_of_the_orchestration(hub, tmp_path):
-    worker, exporter = _traced_worker(hub, tmp_path)
+    registry = CollectorRegistry()
+    worker, exporter = _traced_worker(hub, tmp_path, metrics_registry=registry)
     worker.add_orchestrator(mixed)
     worker.add_orchestrator(child)
     worker.add_entity(counter)
@@ -283,3 +295,10 @@ def test_timer_sub_orchestration_and_entity_call_are_children_of_the_orchestrati
     assert parents == sorted([root["span_id"], sub["span_id"]])  # Lima under mixed, Oslo under the child
     timer = by_name["timer"][0]
     assert timer["end"] - timer["start"] >= 300_000_000  # from its creation to its firing
+    # the metrics of the same run: the entity operation, the timer's lateness, the sub-orchestration
+    assert _metric(registry, "durable_kafka_entity_operations_total", {"entity": "counter"}) == 1
+    assert _metric(registry, "durable_kafka_timer_lateness_seconds_count") == 1
+    assert registry.get_sample_value("durable_kafka_timers_pending") is not None
+    assert _metric(registry, "durable_kafka_orchestrations_started_total", {"orchestrator": "child"}) == 1
+    assert _metric(registry, "durable_kafka_transactions_total",
+                   {"processor": "entities", "outcome": "committed"}) >= 1
