@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from durable_kafka._client_async import AsyncClient
 from durable_kafka._client_entities import EntityQuery
 from durable_kafka._client_models import TERMINAL_STATUSES, OrchestrationQuery, OrchestrationStatus
+from durable_kafka._dashboard import add_dashboard
 from durable_kafka._http_models import (
     history_json,
     entity_json,
@@ -42,6 +43,7 @@ from durable_kafka.errors import (
     ClientError,
     DurableKafkaError,
     InstanceAlreadyExistsError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
     PayloadTooLargeError,
     TimeoutError,
@@ -68,6 +70,7 @@ def _status_of(error: DurableKafkaError) -> int:
     if isinstance(error, HttpError):
         return error.status
     for error_type, status in ((InstanceNotFoundError, 404), (InstanceAlreadyExistsError, 409),
+                               (InstanceNotFailedError, 410),
                                (PayloadTooLargeError, 413), (TimeoutError, 504), (BrokerError, 503),
                                (ValueError, 400), (ClientError, 400)):
         if isinstance(error, error_type):
@@ -76,12 +79,14 @@ def _status_of(error: DurableKafkaError) -> int:
 
 
 def create_app(client: AsyncClient, *, api_key: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, close_client: bool = False) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, close_client: bool = False,
+               dashboard: bool = True) -> FastAPI:
     """The management API of ``client``'s hub.
 
     ``api_key``: when set, every route but ``/healthz`` and the API description needs it (``?code=``
     or ``Authorization: Bearer``). ``close_client``: close the client when the app shuts down
-    (what ``serve`` wants; leave False when the caller owns the client).
+    (what ``serve`` wants; leave False when the caller owns the client). ``dashboard``: serve the
+    web dashboard at ``/`` (docs/DASHBOARD.md).
     """
 
     @contextlib.asynccontextmanager
@@ -105,8 +110,13 @@ def create_app(client: AsyncClient, *, api_key: str | None = None,
     _add_instance_routes(app, client)
     _add_command_routes(app, client)
     _add_entity_routes(app, client)
+    from durable_kafka._http_schedules import add_schedule_routes  # after http's helpers exist
+
+    add_schedule_routes(app, client, BASE_PATH)
     _add_health_route(app, client)
     _add_observability(app)
+    if dashboard:
+        add_dashboard(app, client)  # the web dashboard at / (docs/DASHBOARD.md)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)  # outermost: no key, nothing runs
@@ -300,12 +310,13 @@ def _add_command_routes(app: FastAPI, client: AsyncClient) -> None:
         restarted = await client.restart_orchestration(instance_id, restart_with_new_instance_id=new_id)
         return _accepted(request, restarted)
 
-    @app.post(path + "/rewind", status_code=501, summary="Rewind (not implemented)")
-    async def rewind(request: Request, instance_id: str) -> JSONResponse:
-        """Always 501: durable-kafka cannot rewind a failed instance yet (restart it instead)."""
+    @app.post(path + "/rewind", status_code=202, summary="Rewind a failed instance")
+    async def rewind(request: Request, instance_id: str, reason: str | None = None) -> Response:
+        """Failed activities and sub-orchestrations run again (docs/REWIND.md). 410 unless FAILED;
+        202 once the owning worker has rewound it (RUNNING again)."""
         _check_hub(request, client)
-        return JSONResponse({"error": "rewind is not implemented by durable-kafka yet; use /restart to run "
-                                      "the orchestration again with its original input"}, status_code=501)
+        await client.rewind_orchestration(instance_id, reason=reason)
+        return Response(status_code=202)
 
     @app.delete(path, summary="Purge an instance")
     async def purge(request: Request, instance_id: str) -> JSONResponse:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Callable
 
 from confluent_kafka import KafkaException
@@ -19,7 +20,12 @@ from confluent_kafka import KafkaException
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.processors.actions import action_to_event
-from durable_kafka.processors.executor import OrchestrationExecutor, OrchestratorRegistry
+from durable_kafka.processors.executor import (
+    DEFAULT_MAXIMUM_TIMER_INTERVAL,
+    OrchestrationExecutor,
+    OrchestratorRegistry,
+    check_maximum_timer_interval,
+)
 from durable_kafka.processors.instance import Topics
 from durable_kafka.processors.orchestrations import OrchestrationHandler
 from durable_kafka.processors.runtime import Processor, ProcessorConfig
@@ -29,6 +35,9 @@ from durable_kafka.streams.config import resolve_kafka_config
 from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
 from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
+from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
+
+__all__ = ["VersionFailureStrategy", "VersionMatchStrategy", "VersioningOptions", "Worker", "default_state_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,13 @@ class Worker:
       ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
       ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
       default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
+      ``maximum_timer_interval``: timers longer than this are chained in durable timers of at
+      most this length (durabletask's long timers; default 3 days as in durabletask, None never
+      splits); replay does not depend on it, so workers may differ during a rolling change.
+      ``early_dispatch``: send activity requests as soon as the step that schedules them has
+      run, without waiting for its transaction to commit (the commit still waits for their
+      acknowledgement); saves a commit per activity hop. False sends them inside the
+      transaction, as before (docs/DECISIONS.md, "Activity requests leave before the commit").
       ``metrics_port``: serve Prometheus metrics on ``http://<metrics_addr>:<port>/metrics``
       (off by default; docs/OPERATIONS.md lists the series); ``metrics_registry``: a
       ``prometheus_client.CollectorRegistry`` to collect them into instead of (or as well as)
@@ -85,6 +101,8 @@ class Worker:
         static_membership: bool = True,
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
+        maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
+        early_dispatch: bool = True,
         metrics_port: int | None = None,
         metrics_addr: str = "0.0.0.0",
         metrics_registry: Any = None,
@@ -107,6 +125,8 @@ class Worker:
         self.static_membership = static_membership
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
+        self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
+        self.early_dispatch = early_dispatch
         self.topics = HubTopics(self.hub)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
@@ -131,6 +151,22 @@ class Worker:
         self._check_not_started()
         return self._orchestrators.add_orchestrator(fn, name)
 
+    def use_versioning(self, options: VersioningOptions | None) -> None:
+        """Run only the orchestration versions ``options`` accept (durabletask's name; None: all).
+
+        For rolling deploys of orchestrator code: see docs/VERSIONING.md for what REJECT and FAIL
+        do with the other versions and how partitions hand them over.
+        """
+        self._check_not_started()
+        if options is not None and not isinstance(options, VersioningOptions):
+            raise ConfigurationError(f"use_versioning takes VersioningOptions or None, got {options!r}")
+        self._orchestrators.versioning = options
+
+    @property
+    def versioning(self) -> VersioningOptions | None:
+        """The options given to ``use_versioning`` (None: every version runs)."""
+        return self._orchestrators.versioning
+
     def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
         self._check_not_started()
         return self._activities.add_activity(fn, name)
@@ -142,6 +178,13 @@ class Worker:
         key = entity_name(fn, name)
         self._entities[key] = fn
         return key
+
+    def configure_scheduled_tasks(self) -> None:
+        """Host recurring schedules (``durable_kafka.scheduled``): registers the schedule entity and
+        its orchestrators, as durabletask's method of this name does (docs/SCHEDULES.md)."""
+        from durable_kafka.scheduled import configure_scheduled_tasks
+
+        configure_scheduled_tasks(self)
 
     def add_trigger(self, route: Any, *, create_missing: bool = False) -> str:
         """Turn the records of ``route.topic`` into commands (``durable_kafka.triggers``; docs/TRIGGERS.md).
@@ -240,7 +283,7 @@ class Worker:
         t = self.topics
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
                         t.deadletter)
-        executor = OrchestrationExecutor(self._orchestrators)
+        executor = OrchestrationExecutor(self._orchestrators, maximum_timer_interval=self.maximum_timer_interval)
         on_ended = None
         if self._outputs:
             from durable_kafka._trigger_outputs import completion_publisher
@@ -252,7 +295,8 @@ class Worker:
             bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
             stuck_after=self.stuck_after, static_membership=self.static_membership,
-            kafka_config=self.kafka_config)
+            kafka_config=self.kafka_config,
+            dispatch_topics=(t.activity_requests,) if self.early_dispatch else ())
         self._orch_processor = Processor(
             config, stores,
             lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
