@@ -34,6 +34,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from _common import (  # noqa: E402
     cpu_seconds,
     end_offsets,
     fmt,
+    free_port,
     load_average,
     markdown_table,
     measure_probe_rate,
@@ -114,13 +116,18 @@ class Figures:
 class OursSystem:
     """A fresh hub, a worker subprocess (``python -m durable_kafka worker``) and a client."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, partitions: int, observe: str = "off") -> None:
         self.bootstrap = bootstrap
         self.hub = unique_name("bench")
         self.topics = HubTopics(self.hub)
         self.state_dir = tempfile.mkdtemp(prefix="bench-ours-")
         env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": bootstrap, "BENCH_HUB": self.hub,
                "BENCH_STATE_DIR": self.state_dir, "BENCH_PARTITIONS": str(partitions)}
+        #: --observability: the worker serves metrics here and/or traces into a no-op exporter
+        self.metrics_port = free_port() if observe in ("metrics", "both") else None
+        env["BENCH_OBSERVE"] = observe
+        if self.metrics_port is not None:
+            env["BENCH_METRICS_PORT"] = str(self.metrics_port)
         self.worker: ChildProcess | None = None
         self.client: Client | None = None
         try:
@@ -211,7 +218,7 @@ def ours_warmup(system: OursSystem) -> None:
     progress("durable-kafka warm-up done (20 HelloSequence5 + a fan-out of 50)")
 
 
-def ours_hello(system: OursSystem, n: int, figures: Figures) -> None:
+def ours_hello(system: OursSystem, n: int, figures: Figures, count_records: bool = True) -> None:
     prefix = unique_name("hello-")
     ids = [f"{prefix}-{i}" for i in range(n)]
     before = end_offsets(system.bootstrap, system.all_topics())
@@ -231,6 +238,8 @@ def ours_hello(system: OursSystem, n: int, figures: Figures) -> None:
     figures.hello_engine_rate = n / max(1e-6, (engine_last - wall_began).total_seconds())
     progress(f"durable-kafka hello: {n:,} in {figures.hello_seconds:.2f}s = {figures.hello_rate:,.1f}/s "
              f"({figures.hello_failures} failed); counting Kafka records")
+    if not count_records:
+        return
     time.sleep(1.0)  # let trailing commits (markers) land before reading end offsets
     figures.hello_records = _records(system, before, end_offsets(system.bootstrap, system.all_topics()))
 
@@ -305,6 +314,76 @@ def ours_timers(bootstrap: str, partitions: int, count: int, figures: Figures) -
                  f"(idle before: {figures.timers_idle_rss:,.0f} MiB, peak {figures.timers_hwm:,.0f} MiB)")
     finally:
         system.close()
+
+
+#: --observability-modes: what the worker turns on (BENCH_OBSERVE in _ours_app.py)
+OBSERVE_MODES = {"off": "off", "both": "metrics endpoint + tracer (no-op exporter)", "metrics": "metrics only",
+                 "tracing": "tracer only (no-op exporter)"}
+
+
+def ours_observability(args: argparse.Namespace) -> dict[str, list[Figures]]:
+    """hello in each observability mode, the modes alternating in fresh systems; runs per mode.
+
+    Alternating (not all of one mode, then the next) spreads the machine's drift over every mode.
+    """
+    runs: dict[str, list[Figures]] = {mode: [] for mode in args.modes}
+    for round_ in range(args.observability_rounds):
+        for mode in args.modes:
+            progress(f"observability round {round_ + 1}/{args.observability_rounds}: {OBSERVE_MODES[mode]}")
+            system = OursSystem(args.bootstrap, args.partitions, observe=mode)
+            try:
+                ours_warmup(system)
+                figures = Figures()
+                ours_hello(system, args.instances, figures, count_records=False)
+                if system.metrics_port is not None:  # proof that it was on: the endpoint counts what just ran
+                    text = _http_get("127.0.0.1", system.metrics_port, "/metrics")
+                    line = next(x for x in text.splitlines() if x.startswith(
+                        'durable_kafka_orchestrations_ended_total{orchestrator="hello_sequence5",status="completed"}'))
+                    progress(f"  scraped: {line}")
+                runs[mode].append(figures)
+            finally:
+                system.close()
+    return runs
+
+
+def _http_get(host: str, port: int, path: str) -> str:
+    """A bare HTTP/1.0 GET (bench/http.py shadows the standard library's http package here)."""
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def observability_report(args: argparse.Namespace, runs: dict[str, list[Figures]]) -> str:
+    def cpu_per_1000(f: Figures) -> float:
+        return (f.hello_worker_cores or 0) * (f.hello_seconds or 0) * 1000 / args.instances
+
+    modes = list(runs)
+    rate = {m: median([f.hello_rate for f in runs[m] if f.hello_rate]) for m in modes}
+    cpu = {m: median([cpu_per_1000(f) for f in runs[m]]) for m in modes}
+    base = "off" if "off" in runs else modes[0]
+
+    def versus(m: str) -> tuple[str, str]:
+        if m == base or not rate[base] or not cpu[base]:
+            return "", ""
+        cost = (1 - rate[m] / rate[base]) * 100
+        return (f"{cost:+.1f} % throughput; {'met' if cost < 5 else 'missed'} (< 5 %)",
+                f"{(cpu[m] / cpu[base] - 1) * 100:+.1f} % CPU")
+
+    rows = [
+        ["completed orchestrations/s, median (higher is better)", *(fmt(rate[m]) for m in modes)],
+        [f"cost against {base}", *(versus(m)[0] for m in modes)],
+        ["every run, orchestrations/s", *(" / ".join(f"{f.hello_rate:.0f}" for f in runs[m]) for m in modes)],
+        ["worker CPU s per 1,000 orchestrations, median (lower is better)", *(fmt(cpu[m], 2) for m in modes)],
+        [f"CPU against {base}", *(versus(m)[1] for m in modes)],
+        ["every run, worker CPU s per 1,000", *(" / ".join(f"{cpu_per_1000(f):.2f}" for f in runs[m]) for m in modes)],
+        ["failed or wrong output", *(fmt(sum(f.hello_failures for f in runs[m])) for m in modes)],
+    ]
+    return (f"### HelloSequence5 with metrics and tracing on vs off ({args.instances:,} instances, "
+            f"{args.observability_rounds} alternating rounds)\n\n"
+            + markdown_table(["metric", *(OBSERVE_MODES[m] for m in modes)], rows))
 
 
 def run_ours(args: argparse.Namespace, selected: set[str]) -> Figures:
@@ -564,7 +643,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="py-spy the durable-kafka worker during hello and fanout; stacks and summaries go to DIR")
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: the local broker)")
+    parser.add_argument("--observability", action="store_true",
+                        help="hello only, with metrics and tracing off and on in alternating fresh systems "
+                             "(the observability cost; docs/PERFORMANCE.md); no peer")
+    parser.add_argument("--observability-rounds", type=int, default=3, help="rounds of every mode for --observability")
+    parser.add_argument("--observability-modes", default="off,both",
+                        help=f"comma-separated modes for --observability, of {','.join(OBSERVE_MODES)} "
+                             "(default off,both: metrics and tracing both off, both on)")
     args = parser.parse_args(argv)
+    args.modes = args.observability_modes.split(",")
+    if set(args.modes) - set(OBSERVE_MODES):
+        parser.error(f"unknown observability mode(s) {sorted(set(args.modes) - set(OBSERVE_MODES))}")
     args.bootstrap = bootstrap_servers(args.bootstrap)
     unknown = set(args.only.split(",")) - set(WORKLOADS)
     if unknown:
@@ -581,6 +670,14 @@ def main(argv: list[str] | None = None) -> int:
         progress("no probe figure in docs/PERFORMANCE.md; measuring produce->consume now")
         probe = measure_probe_rate(args.bootstrap)
     progress(f"probe rate {probe.rate:,.0f} records/s ({probe.source})" if probe else "no probe rate")
+    if args.observability:
+        runs = ours_observability(args)
+        command = "python bench/orchestrations.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        print(f"\n## Results ({datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()} cores, Python "
+              f"{platform.python_version()}; {time.monotonic() - began:.0f}s total; load average {load_average()})")
+        print(f"command: {command.strip()}\n")
+        print(observability_report(args, runs))
+        return 0
     ours = run_ours(args, selected)
     peer = None if args.skip_peer else run_peer(args, selected)
     command = "python bench/orchestrations.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -155,8 +155,42 @@ async def _run_async(fn: Callable[..., Any], ctx: ActivityContext, text: str | N
         return None, _failure(error)
 
 
+def _timed(fn: Callable[..., Any], am: Any, is_async: bool) -> Callable[..., Any]:
+    """Count, time and count the failures of ``fn``'s executions (``_metrics.ActivityMetrics``)."""
+    if is_async:
+        async def run_async(*args: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return await fn(*args)
+            except BaseException:
+                am.failures.inc()
+                raise
+            finally:
+                am.seconds.observe(time.perf_counter() - began)
+                am.executions.inc()
+
+        return run_async
+
+    def run(*args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(*args)
+        except BaseException:
+            am.failures.inc()
+            raise
+        finally:
+            am.seconds.observe(time.perf_counter() - began)
+            am.executions.inc()
+
+    return run
+
+
 class ActivityWorker:
     """Consumes activity requests of one hub, runs them and produces their results."""
+
+    #: set by the Worker when asked for (durable_kafka._metrics / _tracing); None: off, one check each
+    metrics: Any = None  # EngineMetrics
+    tracing: Any = None  # Tracing
 
     def __init__(
         self,
@@ -203,6 +237,8 @@ class ActivityWorker:
         self._producer: Producer | None = None
         self._last_commit = 0.0
         self._failure: BaseException | None = None
+        self._consumer_metrics: Any = None  # ProcessorMetrics "activities": lag, dead letters
+        self._activity_metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -238,6 +274,8 @@ class ActivityWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        if self.metrics is not None:
+            self._consumer_metrics = self.metrics.processor("activities")
         self._thread = threading.Thread(target=self._run, name="activity-worker", daemon=True)
         self._thread.start()
 
@@ -284,6 +322,8 @@ class ActivityWorker:
         try:
             while not self._stopping.is_set():
                 self._service(producer)
+                if self._consumer_metrics is not None:
+                    self._consumer_metrics.maybe_update_lag(consumer)
                 if self.in_flight >= self._max_in_flight:
                     # full: serve delivery reports until there is room. Not polling the consumer
                     # for a moment is cheaper than pause()/resume(), which throws away the
@@ -358,10 +398,13 @@ class ActivityWorker:
         except CodecError as error:
             self._dead_letter(message, tracker.epoch, error)
             return
-        self._dispatch(request, message.partition(), message.offset(), tracker.epoch)
+        self._dispatch(request, message.partition(), message.offset(), tracker.epoch, message=message)
 
-    def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int) -> None:
+    def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int,
+                  message: Message | None = None) -> None:
         fn = self._registry.get(request.name)
+        if fn is not None and (self.metrics is not None or self.tracing is not None):
+            fn = self._observed(fn, request, message)
         ctx = ActivityContext(orchestration_id=request.instance_id, task_id=request.task_id)
 
         def encode(result: str | None, failure: FailureDetails | None) -> bytes:
@@ -406,6 +449,25 @@ class ActivityWorker:
             assert self._executor is not None
             future = self._executor.submit(_run_sync, fn, ctx, request.input)
         future.add_done_callback(lambda f: None if f.cancelled() else finish(f.result()))
+
+    def _observed(self, fn: Callable[..., Any], request: ActivityRequest, message: Message | None) -> Callable[..., Any]:
+        """``fn`` inside its trace span and timed for the metrics (only when those are on)."""
+        is_async = inspect.iscoroutinefunction(fn)
+        if self.tracing is not None:
+            fn = self.tracing.activity_wrapper(
+                fn, request.name, message.headers() if message is not None else None,
+                {"durable_kafka.instance_id": request.instance_id, "durable_kafka.task_id": request.task_id},
+                is_async)
+        if self.metrics is None:
+            return fn
+        am = self._activity_metrics.get(request.name)
+        if am is None:
+            am = self._activity_metrics[request.name] = self.metrics.activity(request.name)
+        if message is not None:
+            kind, written_ms = message.timestamp()
+            if kind != 0 and written_ms > 0:  # TIMESTAMP_NOT_AVAILABLE is 0
+                am.wait.observe(max(0.0, time.time() - written_ms / 1000))
+        return _timed(fn, am, is_async)
 
     def _send_now(self, done: _Outgoing) -> None:
         """Produce a result from the thread that computed it: no wait for the loop thread.
@@ -461,6 +523,8 @@ class ActivityWorker:
         letter = dead_letter_for(message, str(error), type(error).__name__,
                                  key.decode("utf-8", "replace") if key is not None else None)
         log.warning("dead-lettering %s: %s", letter.id, error)
+        if self._consumer_metrics is not None:
+            self._consumer_metrics.deadletter(type(error).__name__)
         self._done.put(_Outgoing(
             message.partition(), message.offset(), epoch, self._topics.deadletter,
             letter.key, self._codec.encode(letter), f"dead letter {letter.id}",

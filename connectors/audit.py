@@ -11,8 +11,6 @@ in production).
 from __future__ import annotations
 
 import logging
-import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -20,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
+from durable_kafka._progress import Progress
 from durable_kafka.errors import CodecError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
@@ -116,18 +115,17 @@ def read_topic(bootstrap: str, topic: str, codec: Codec, progress: bool = False,
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         bounds = {p: watermarks(consumer, TopicPartition(topic, p)) for p in meta.partitions}
         out: list[Any] = []
-        total, last = sum(hi - lo for lo, hi in bounds.values()), time.monotonic()
-        for batch in read_to_end(consumer, topic, bounds, poll_timeout=0.2):
-            for m in batch:
-                try:
-                    out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
-                except CodecError as exc:
-                    if on_undecodable is None:
-                        raise
-                    on_undecodable(m, exc)
-            if progress and time.monotonic() - last > 2:
-                print(f"  {topic}: {len(out)}/{total} records read", file=sys.stderr, flush=True)
-                last = time.monotonic()
+        total = sum(hi - lo for lo, hi in bounds.values())  # offsets: transaction markers count too
+        with Progress(f"reading {topic}", total, "offsets", enabled=progress) as bar:
+            for batch in read_to_end(consumer, topic, bounds, poll_timeout=0.2):
+                for m in batch:
+                    try:
+                        out.append((m.key(), codec.decode(m.value()) if m.value() is not None else None))
+                    except CodecError as exc:
+                        if on_undecodable is None:
+                            raise
+                        on_undecodable(m, exc)
+                bar.update(len(batch))
         return out
     finally:
         consumer.close()
@@ -179,8 +177,12 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
         folded_version = f.state.header.version if f.state is not None and f.state.header is not None else None
         if status.version != folded_version:
             report.problems.append(f"{iid}: status version {status.version!r} != history version {folded_version!r}")
-        if orchestrators is not None:
-            _replay(orchestrators, f, report)
+    if orchestrators is not None:  # replay of every instance's history with the given code
+        items = folded.values()
+        for f in Progress.over(items, "replaying instances", len(folded), "instances", enabled=progress):
+            status = statuses.get(f.instance_id)  # purged, or another execution: not replayed (as before)
+            if status is not None and status.execution_id == f.execution_id:
+                _replay(orchestrators, f, report)
     return report
 
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from durable_kafka.errors import ConfigurationError, DurableKafkaError
 from durable_kafka._cli_acl import add_acl_command
 from durable_kafka._cli_instances import add_instance_commands
+from durable_kafka._cli_purge import add_purge_command
 from durable_kafka._cli_serve import add_serve_command
 from durable_kafka._cli_worker import add_audit_command, add_kafka_config_argument, add_worker_command, kafka_settings
 
@@ -38,8 +39,12 @@ EXIT_CONFIGURATION = 2
 EXIT_PROBLEMS = 3
 
 
-def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hub", required=True, help="task hub name (prefix of its topics)")
+def _add_hub_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    if many:
+        parser.add_argument("--hub", required=True, action="append",
+                            help="task hub name (prefix of its topics); repeat it for several hubs")
+    else:
+        parser.add_argument("--hub", required=True, help="task hub name (prefix of its topics)")
     parser.add_argument(
         "--partitions", type=int, default=12, help="hub-wide partition count (default 12)"
     )
@@ -52,19 +57,22 @@ def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    """Create the hub's missing topics and say which were created."""
+    """Create each hub's missing topics and say which were created (a progress bar on a terminal)."""
+    from durable_kafka._progress import Progress
     from durable_kafka.streams.admin import ensure_topics
 
     bootstrap, config = kafka_settings(args)
-    created = ensure_topics(args.hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config,
-                            replication_factor=args.replication_factor,
-                            min_insync_replicas=args.min_insync_replicas)
-    if created:
-        print(f"created {len(created)} topics for hub {args.hub!r}:")
-        for name in created:
-            print(f"  {name}")
-    else:
-        print(f"all topics of hub {args.hub!r} already exist")
+    hubs = args.hub if isinstance(args.hub, list) else [args.hub]
+    with Progress("creating topics", len(hubs), "hubs", enabled=len(hubs) > 1) as bar:
+        for hub in hubs:
+            created = ensure_topics(hub, partitions=args.partitions, bootstrap=bootstrap, kafka_config=config,
+                                    replication_factor=args.replication_factor,
+                                    min_insync_replicas=args.min_insync_replicas)
+            bar.write(f"created {len(created)} topics for hub {hub!r}:" if created
+                      else f"all topics of hub {hub!r} already exist")
+            for name in created:
+                bar.write(f"  {name}")
+            bar.update()
     return EXIT_OK
 
 
@@ -121,7 +129,7 @@ def _add_topics_commands(commands: argparse._SubParsersAction) -> None:
     topics = commands.add_parser("topics", help="create or inspect a task hub's topics")
     actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create the hub's missing topics (idempotent)")
-    _add_hub_arguments(create)
+    _add_hub_arguments(create, many=True)
     create.add_argument("--replication-factor", type=int, default=None,
                         help="copies of each partition (default: 3 on three or more brokers, else one per broker)")
     create.add_argument("--min-insync-replicas", type=int, default=None,
@@ -144,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_acl_command(commands)
     add_serve_command(commands)
     add_instance_commands(commands)
+    add_purge_command(commands)
     return parser
 
 

@@ -62,6 +62,9 @@ def add_worker_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING: quiet)")
     p.add_argument("--triggers", default=None, metavar="FILE",
                    help="TOML file of trigger routes ([[route]] tables, docs/TRIGGERS.md), added to the worker")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on http://ADDR:PORT/metrics (off by default; docs/OPERATIONS.md)")
+    p.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address of the metrics endpoint")
     add_kafka_config_argument(p)
     p.set_defaults(func=cmd_worker)
 
@@ -78,6 +81,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         for loaded in load_routes(args.triggers, orchestrators=worker._orchestrators.__contains__):
             worker.add_trigger(loaded.route, create_missing=loaded.create_missing)
+    if args.metrics_port is not None:  # the command line wins over what the code passed
+        worker.metrics_port, worker.metrics_addr = args.metrics_port, args.metrics_addr
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

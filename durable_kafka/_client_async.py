@@ -33,6 +33,7 @@ from typing import Any
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from durable_kafka._tracing import client_headers
 from durable_kafka._client_entities import (
     CleanEntityStorageResult,
     EntityMetadata,
@@ -315,7 +316,8 @@ class AsyncClient:
 
         while True:
             try:
-                self._producer.produce(topic, key=key_bytes, value=value, on_delivery=on_delivery)
+                self._producer.produce(topic, key=key_bytes, value=value, on_delivery=on_delivery,
+                                       headers=client_headers())  # the caller's trace context
                 break
             except BufferError:  # the local queue is full (bulk starts): let the poller drain it
                 await asyncio.sleep(0.05)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 
 from confluent_kafka import KafkaException
 
+from durable_kafka._tracing import client_headers
 from durable_kafka.entities import CLEAN_OPERATION, EntityInstanceId, convert_state, entity_id_of
 from durable_kafka.errors import BrokerError, InvalidArgumentError
 from durable_kafka.streams.events import EntityMessage, EntityState, SignalEntity, UnlockEntity
@@ -178,7 +179,7 @@ class EntityClientMixin:
         check_record_size(topic, key, value, f"the {type(body).__name__} message to entity {entity_id!r}")
         while True:
             try:
-                producer.produce(topic, key=key, value=value,
+                producer.produce(topic, key=key, value=value, headers=client_headers(),
                                  on_delivery=(lambda error, _msg: outcome.append(error)) if wait else None)
                 break
             except BufferError:  # the local queue is full: let deliveries drain, then retry

@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from durable_kafka._tracing import client_headers
 from durable_kafka._client_entities import EntityClientMixin
 from durable_kafka._client_history import read_history
 from durable_kafka._client_kafka import Metadata
@@ -546,6 +547,7 @@ class Client(EntityClientMixin):
                     key=key,
                     value=value,
                     on_delivery=delivered,
+                    headers=client_headers(),  # the caller's trace context goes on (durable_kafka._tracing)
                 )
                 break
             except BufferError:  # the local queue is full (bulk starts): let deliveries drain

@@ -114,12 +114,23 @@ def create_app(client: AsyncClient, *, api_key: str | None = None,
 
     add_schedule_routes(app, client, BASE_PATH)
     _add_health_route(app, client)
+    _add_observability(app)
     if dashboard:
         add_dashboard(app, client)  # the web dashboard at / (docs/DASHBOARD.md)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)  # outermost: no key, nothing runs
     return app
+
+
+def _add_observability(app: FastAPI) -> None:
+    """``GET /metrics`` (Prometheus; same auth as the API) and the caller's trace context per request."""
+    from durable_kafka._http_observe import HttpMetrics, ObserveMiddleware, metrics_endpoint
+
+    metrics = HttpMetrics()
+    app.state.metrics = metrics
+    app.add_api_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -77,6 +77,11 @@ class Worker:
       run, without waiting for its transaction to commit (the commit still waits for their
       acknowledgement); saves a commit per activity hop. False sends them inside the
       transaction, as before (docs/DECISIONS.md, "Activity requests leave before the commit").
+      ``metrics_port``: serve Prometheus metrics on ``http://<metrics_addr>:<port>/metrics``
+      (off by default; docs/OPERATIONS.md lists the series); ``metrics_registry``: a
+      ``prometheus_client.CollectorRegistry`` to collect them into instead of (or as well as)
+      serving them. ``tracer_provider``: the OpenTelemetry tracer provider for the engine's
+      spans (default: the global one; with none configured, tracing is off).
     """
 
     def __init__(
@@ -98,6 +103,10 @@ class Worker:
         min_insync_replicas: int | None = None,
         maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
         early_dispatch: bool = True,
+        metrics_port: int | None = None,
+        metrics_addr: str = "0.0.0.0",
+        metrics_registry: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -131,6 +140,11 @@ class Worker:
         self._orch_processor: Processor | None = None
         self._entity_processor: Processor | None = None
         self._activity_worker: ActivityWorker | None = None
+        self.metrics_port, self.metrics_addr = metrics_port, metrics_addr
+        self._metrics_registry, self._tracer_provider = metrics_registry, tracer_provider
+        self.metrics: Any = None  # durable_kafka._metrics.EngineMetrics while started with metrics on
+        self._metrics_server: Any = None
+        self._tracing: Any = None
 
     # ------------------------------------------------------------------ registration
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
@@ -240,15 +254,18 @@ class Worker:
                                     what="output topic", hint="Worker.add_output")
             self._started = True
             try:
+                self._start_observability()
                 self._start_parts()
             except KafkaException as exc:  # e.g. init_transactions refused for our transactional id
                 part = "entities" if self._entity_processor is not None else "orchestrations"
+                self._stop_metrics_server()
                 self._stop_parts()
                 self._started = False
                 raise_if_unauthorized(exc, {"transactional_id": f"{self.hub}.{part}.{self.worker_id}",
                                             "group": f"{self.hub}.{part}"}, f"start the {part} processor")
                 raise
             except BaseException:
+                self._stop_metrics_server()
                 self._stop_parts()
                 self._started = False
                 raise
@@ -286,16 +303,19 @@ class Worker:
                                               action_to_event=_action_event_for, cache_size=self.executor_cache_size,
                                               on_ended=on_ended),
             name="orchestrations")
+        self._observe(self._orch_processor)
         self._orch_processor.start()
         if self._entities:
             from durable_kafka.processors.entities import build_entity_processor
 
             self._entity_processor = build_entity_processor(self, options)
+            self._observe(self._entity_processor)
             self._entity_processor.start()
         self._activity_worker = ActivityWorker(
             self.bootstrap, self.hub, self._activities, max_workers=self.max_activity_workers,
             group_instance_id=f"{self.hub}.activities.{self.worker_id}" if self.static_membership else None,
             kafka_config=self.kafka_config)
+        self._activity_worker.metrics, self._activity_worker.tracing = self.metrics, self._tracing
         self._activity_worker.start()
         self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
         if self._triggers:  # last: its commands go to processors that are already running
@@ -305,11 +325,44 @@ class Worker:
                 hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
                 routes=self._triggers, state_dir=self.state_dir, stuck_after=self.stuck_after,
                 static_membership=self.static_membership)
+            self._observe(self._trigger_processor)
             self._trigger_processor.start()
         log.info("worker %s started on hub %s", self.worker_id, self.hub)
 
+    def _start_observability(self) -> None:
+        """Metrics (registry, endpoint) and the tracer, when asked for (docs/OPERATIONS.md)."""
+        from durable_kafka._tracing import Tracing
+
+        self._tracing = Tracing.create(self._tracer_provider)
+        if self.metrics_port is None and self._metrics_registry is None:
+            return
+        from durable_kafka._metrics import EngineMetrics, start_metrics_server
+
+        if self.metrics is None:  # kept across stop/start: a registry takes each series once
+            self.metrics = EngineMetrics(self._metrics_registry, orchestrators=self._orchestrators.names(),
+                                         activities=self._activities.names(), entities=self._entities)
+        if self.metrics_port is not None and self._metrics_server is None:
+            self._metrics_server = start_metrics_server(self.metrics.registry, self.metrics_port, self.metrics_addr)
+
+    def _observe(self, processor: Processor) -> None:
+        """Give a processor and its handler the worker's metrics and tracer (None: off)."""
+        handler = processor.handler
+        if self.metrics is not None:
+            processor.metrics = self.metrics.processor(processor.name)
+            if hasattr(handler, "metrics"):  # the trigger handler counts on its processor's children
+                handler.metrics = processor.metrics if processor.name == "triggers" else self.metrics
+        if hasattr(handler, "tracing"):
+            handler.tracing = self._tracing
+
+    def _stop_metrics_server(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+
     def stop(self) -> None:
         with self._lock:
+            self._stop_metrics_server()
             if not self._started:
                 return
             self._stop_parts()

@@ -43,6 +43,7 @@ class EntityHandler(KeyedHandlerShell):
     """Implements :class:`~.runtime.Handler` for entities (shell: :mod:`.shell`)."""
 
     message_type = EntityMessage
+    metrics: Any = None  # durable_kafka._metrics.EngineMetrics, set by the worker when metrics are on
 
     def __init__(self, processor: Processor, *, topics: EntityTopics, deadletter_topic: str,
                  entities: dict[str, Any], cache_size: int = 10_000, codec: Codec | None = None) -> None:
@@ -118,6 +119,8 @@ class EntityHandler(KeyedHandlerShell):
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, eid)
             return
         self.stats["operations"] += step.operations
+        if self.metrics is not None:
+            self.metrics.entity_ops(eid, step.operations)
         self.stats["entities"] += 1
         self.write(txn, partition, writes)
         self.cache[eid] = (partition, step.s)

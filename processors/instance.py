@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
+from durable_kafka._tracing import TRACE_TAG
 from durable_kafka.errors import InstanceAlreadyExistsError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.failures import qualified_name
@@ -71,6 +72,7 @@ class Produce:
     topic: str
     key: str
     value: Any  # a record dataclass, or None for a tombstone
+    headers: list[tuple[str, bytes]] | None = None  # Kafka record headers (trace context)
 
 
 @dataclass
@@ -103,7 +105,8 @@ def status_of(h: InstanceHeader) -> InstanceStatus:
         custom_status=h.custom_status,
         failure_details=h.failure_details,
         parent_instance_id=h.parent_instance_id,
-        tags=dict(h.tags),
+        # the trace context the engine keeps among the tags (durable_kafka._tracing) is not the user's
+        tags=dict(h.tags) if TRACE_TAG not in h.tags else {k: v for k, v in h.tags.items() if k != TRACE_TAG},
         history_length=h.history_length,
         version=h.version,
     )

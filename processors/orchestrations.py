@@ -11,19 +11,21 @@ poison input without stopping the partition.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
 
+from durable_kafka._tracing import PendingSpan, Tracing, adopt_caller, orchestration_span, step_spans, tag_outgoing
 from durable_kafka.errors import CodecError, PayloadTooLargeError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceStatus, OrchestratorMessage
+from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceHeader, InstanceStatus, OrchestratorMessage
 from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.limits import check_record_size
 from durable_kafka.streams.status import TERMINAL_STATUSES as TERMINAL
@@ -43,6 +45,9 @@ from .instance import (
 from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
 from .runtime import Processor, Transaction
+
+if TYPE_CHECKING:
+    from durable_kafka._metrics import EngineMetrics
 from .shell import KeyedHandlerShell, Writes, partition_of
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,9 @@ class OrchestrationHandler(KeyedHandlerShell):
     """Implements :class:`~.runtime.Handler` for orchestration instances (shell: :mod:`.shell`)."""
 
     message_type = OrchestratorMessage
+    #: set by the worker when asked for (durable_kafka._metrics / _tracing); None: off, one check each
+    metrics: EngineMetrics | None = None
+    tracing: Tracing | None = None
 
     def __init__(self, processor: Processor, *, topics: Topics, deadletter_topic: str, executor: Any,
                  action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None,
@@ -67,6 +75,10 @@ class OrchestrationHandler(KeyedHandlerShell):
         self.action_to_event = action_to_event
         self.cache_size = cache_size
         self.stats.update({"episodes": 0, "cache_hits": 0, "cache_misses": 0, "too_large": 0})
+        #: what the open transaction's steps want counted and traced, applied once it commits
+        self._spans: list[PendingSpan] = []
+        self._counts: list[tuple[str, str, str]] = []
+        self._next_timer_count = 0.0
         #: assigned partitions whose parked instances (VersionFailureStrategy.REJECT) this worker
         #: has not re-evaluated yet: a rolling deploy hands them over with no new record for them
         self._parked_scan: set[int] = set()
@@ -88,6 +100,8 @@ class OrchestrationHandler(KeyedHandlerShell):
                 f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", qualified_name(type(exc))))
 
     def has_due_work(self, now_ms: int) -> bool:
+        if self.metrics is not None:
+            self._count_timers()
         if self._parked_scan & set(self.proc.owned):
             return True
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
@@ -115,6 +129,8 @@ class OrchestrationHandler(KeyedHandlerShell):
         now = self.clock()
         if self._parked_scan:
             self._run_parked(txn, now)
+        if self.metrics is not None:
+            self._count_timers()
         for p in list(self.proc.owned):
             store = self.proc.stores.get(p)
             if store is None:
@@ -129,6 +145,8 @@ class OrchestrationHandler(KeyedHandlerShell):
                     log.exception("dropping an undecodable timer under %r", k)
                     continue
                 due.setdefault(timer.instance_id, []).append((k, v, timer))
+                if self.metrics is not None:
+                    self.metrics.timer_lateness.observe(max(0, now_ms - to_ms(timer.fire_at)) / 1000)
             items = list(due.items())
             for n, (iid, timers) in enumerate(items):
                 if n and txn.over_budget():
@@ -150,10 +168,38 @@ class OrchestrationHandler(KeyedHandlerShell):
         for p in self._scanned:
             self._scan_from.pop(p, None)
         self._scanned.clear()
+        self._counts.clear()  # nothing of the aborted steps is counted or traced
+        self._spans.clear()
 
     def on_committed(self) -> None:
         super().on_committed()
         self._scanned.clear()
+        if self._counts:
+            m = self.metrics
+            if m is not None:
+                for what, name, status in self._counts:
+                    if what == "started":
+                        m.orchestration_started(name)
+                    else:
+                        m.orchestration_ended(name, status)
+            self._counts.clear()
+        if self._spans:
+            if self.tracing is not None:
+                self.tracing.emit(self._spans)
+            self._spans.clear()
+
+    def _count_timers(self) -> None:
+        """Every 15 s, the timers waiting in the owned partitions (a key scan, no decoding)."""
+        now = time.monotonic()
+        if now < self._next_timer_count or self.metrics is None:
+            return
+        self._next_timer_count = now + 15.0
+        total = 0
+        for p in list(self.proc.owned):
+            store = self.proc.stores.get(p)
+            if store is not None:
+                total += sum(1 for _ in store.scan(keys.TIMER_PREFIX))
+        self.metrics.timers_pending.set(total)
 
     def on_revoked(self, partitions: list[int]) -> None:
         gone = set(partitions)
@@ -168,12 +214,16 @@ class OrchestrationHandler(KeyedHandlerShell):
         before: tuple[str, str] | None = None
         try:
             loaded = self._load(txn, partition, iid)
-            before = _status_of(loaded)
+            before, old = _status_of(loaded), loaded.header
+            if self.tracing is not None and raws:
+                adopt_caller(msgs, raws)
             step = self._step(loaded, iid, now)
             step.apply_messages(list(msgs))
             for t in timers:
                 step.apply_timer(t)
             outcome = step.finish()
+            if self.tracing is not None:
+                self._trace_step(step, outcome, msgs, timers, now)
             writes = self.encode(outcome)
             if step.new_events or outcome.puts or outcome.produce:
                 self.stats["episodes"] += 1
@@ -194,7 +244,36 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
             self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", qualified_name(type(exc)), tb))
             return
-        self._write(txn, partition, iid, step.s, outcome, writes, before)
+        self._write(txn, partition, iid, step.s, outcome, writes, before, old)
+
+    def _trace_step(self, step: InstanceStep, outcome: Outcome, msgs: Sequence[OrchestratorMessage],
+                    timers: Sequence[ev.TimerRecord], now: datetime) -> None:
+        """Trace context on what the step sends; spans of the timers and entity calls it completed."""
+        h = step.s.header
+        tag_outgoing(outcome.produce, step.iid, h)
+        if h is not None and (timers or msgs):
+            self._spans.extend(step_spans(
+                step.iid, h, msgs, timers, lambda kind, ident: (kind, ident) in step._staged,
+                lambda execution_id: self._history_cache[(step.iid, execution_id)], now))
+
+    def _observe_end(self, loaded: Loaded, before: tuple[str, str] | None, old: InstanceHeader | None) -> None:
+        """Stage the counts and the orchestration spans of executions this step started or ended."""
+        h = loaded.header
+        if h is None:
+            return
+        if (old is not None and old is not h and before is not None and before[0] in ACTIVE
+                and old.runtime_status not in ACTIVE):  # ended and replaced in one step (continue-as-new)
+            self._ended(old)
+        if before is None or before[1] != h.execution_id:
+            self._counts.append(("started", h.name, ""))
+        if h.runtime_status in TERMINAL and not (before is not None and before[0] in TERMINAL
+                                                 and before[1] == h.execution_id):
+            self._ended(h)
+
+    def _ended(self, h: InstanceHeader) -> None:
+        self._counts.append(("ended", h.name, h.runtime_status.name.lower()))
+        if self.tracing is not None:
+            self._spans.append(orchestration_span(h, h.last_updated_at))
 
     def _step(self, loaded: Loaded, iid: str, now: datetime, executor: Any = None) -> InstanceStep:
         return InstanceStep(loaded=loaded, instance_id=iid, now=now, topics=self.topics,
@@ -259,8 +338,10 @@ class OrchestrationHandler(KeyedHandlerShell):
         return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
 
     def _write(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome,
-               writes: Writes, before: tuple[str, str] | None = None) -> None:
+               writes: Writes, before: tuple[str, str] | None = None, old: InstanceHeader | None = None) -> None:
         ended = self._ended_records(loaded, before)
+        if self.metrics is not None or self.tracing is not None:
+            self._observe_end(loaded, before, old)
         self.write(txn, partition, writes)
         for topic, key, value in ended:
             txn.produce(topic, key, value)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -31,6 +31,9 @@ from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_recor
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
 from .store import MAX_STATE_AGE_S, StoreSet
+
+if TYPE_CHECKING:
+    from durable_kafka._metrics import ProcessorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +127,24 @@ class Transaction:
                 merged[k] = v
         return [(k, v) for k, v in sorted(merged.items()) if v is not None]
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
         check_record_size(topic, key, value)
         if self._dispatcher is not None and partition is None and topic.startswith(self._dispatch_topics):
-            self._dispatcher.produce(topic, value=value, key=key, on_delivery=self._on_dispatched)
+            if headers:  # trace context (durable_kafka._tracing)
+                self._dispatcher.produce(topic, value=value, key=key, on_delivery=self._on_dispatched,
+                                         headers=headers)
+            else:
+                self._dispatcher.produce(topic, value=value, key=key, on_delivery=self._on_dispatched)
             self._dispatcher.poll(0)
             self.dispatched += 1
             return
-        if partition is None:
+        if headers:  # trace context (durable_kafka._tracing); most records carry none
+            if partition is None:
+                self._producer.produce(topic, value=value, key=key, headers=headers)
+            else:
+                self._producer.produce(topic, value=value, key=key, partition=partition, headers=headers)
+        elif partition is None:
             self._producer.produce(topic, value=value, key=key)
         else:
             self._producer.produce(topic, value=value, key=key, partition=partition)
@@ -238,6 +251,8 @@ class Processor:
         self.stats = {"batches": 0, "records": 0, "process_s": 0.0, "commit_s": 0.0}
         #: (process, send_offsets, commit) seconds of the latest batches, for latency diagnosis
         self.timings: deque[tuple[float, float, float]] = deque(maxlen=4096)
+        #: Prometheus children of this processor (durable_kafka._metrics), None when metrics are off
+        self.metrics: ProcessorMetrics | None = None
         self.producer = self._new_producer()
         self.dispatcher = self._new_dispatcher() if config.dispatch_topics else None
         # settings from streams.config (quiet librdkafka logging, read_committed, the worker's
@@ -382,13 +397,19 @@ class Processor:
         # auto.offset.reset earliest: a start below the log start means from the start
         reader = Consumer(consumer_config(self.config.bootstrap, f"{self.config.group_id}.restore",
                                           kafka_config=self.config.kafka_config, **{"fetch.wait.max.ms": 50}))
+        began = time.monotonic()
         try:
-            self._restore_all(reader, partitions)
+            applied = self._restore_all(reader, partitions)
         finally:
             reader.close()
+        if self.metrics is not None:
+            self.metrics.restored(time.monotonic() - began, applied)
 
-    def _restore_all(self, reader: Consumer, partitions: list[int]) -> None:
-        """Read every partition's changelog tail in one assignment (partitions restore in parallel)."""
+    def _restore_all(self, reader: Consumer, partitions: list[int]) -> int:
+        """Read every partition's changelog tail in one assignment (partitions restore in parallel).
+
+        Returns how many changelog records it applied.
+        """
         topic = self.config.changelog_topic
         assert topic is not None  # restore() returns early for a stateless processor
         ranges: dict[int, tuple[int, int]] = {}
@@ -406,7 +427,7 @@ class Processor:
                 start = 0
             ranges[partition] = (start, end)
         if all(start >= end for start, end in ranges.values()):
-            return
+            return 0
         applied, began, last_log = 0, time.monotonic(), time.monotonic()
         for msgs in read_to_end(reader, topic, ranges):
             changes: dict[int, dict[bytes, bytes | None]] = {}
@@ -424,6 +445,7 @@ class Processor:
                 last_log = time.monotonic()
         log.info("restored %s %s: %d records in %.2fs", topic, sorted(p for p, (start, end) in ranges.items() if start < end),
                  applied, time.monotonic() - began)
+        return applied
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -454,6 +476,8 @@ class Processor:
         """
         log.warning("%s: recovering from %s: new producer, rewinding to committed offsets", self.name, exc)
         self.stats["recoveries"] = self.stats.get("recoveries", 0) + 1
+        if self.metrics is not None:
+            self.metrics.aborted.inc()
         self._failures_since_progress += 1
         self.handler.on_aborted()
         delay = 0.5
@@ -505,6 +529,8 @@ class Processor:
         return out
 
     def _run_batch(self) -> None:
+        if self.metrics is not None:
+            self.metrics.maybe_update_lag(self.consumer)
         msgs = self._poll()
         now_ms = int(time.time() * 1000)
         if not msgs and not self.handler.has_due_work(now_ms):
@@ -563,6 +589,8 @@ class Processor:
         st["process_s"] += processed - began
         st["commit_s"] += finished - processed
         self.timings.append((processed - began, offsets_sent - processed, finished - offsets_sent))
+        if self.metrics is not None:
+            self.metrics.transaction(finished - began, done)
         if done < len(msgs):
             st["split_batches"] = st.get("split_batches", 0) + 1
             self._seek_to_first(msgs[done:])
@@ -690,6 +718,8 @@ class Processor:
                 return
             raise exc
         self.stats["incurable"] = self.stats.get("incurable", 0) + 1
+        if self.metrics is not None:
+            self.metrics.aborted.inc()
         self._isolated_failure = exc
         log.warning("%s: a transaction of %d records failed in a way a retry cannot cure (%s: %s); "
                     "retrying its records one at a time", self.name, len(msgs), type(exc).__name__, exc)
@@ -764,6 +794,8 @@ class Processor:
             raise exc
         self._failures_since_progress += 1
         self.stats["aborts"] = self.stats.get("aborts", 0) + 1
+        if self.metrics is not None:
+            self.metrics.aborted.inc()
         log.warning("%s aborting transaction: %s", self.name, err)
         self.producer.abort_transaction(self.config.operation_timeout)
         self.handler.on_aborted()

@@ -30,8 +30,9 @@ from .runtime import Processor, Transaction
 
 log = logging.getLogger(__name__)
 
-#: encoded store puts (key, bytes or None) and records to produce (topic, key, bytes or None)
-Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None]]]
+#: encoded store puts (key, bytes or None) and records to produce (topic, key, bytes or None,
+#: record headers or None)
+Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]]]
 
 
 class KeyedHandlerShell:
@@ -129,10 +130,10 @@ class KeyedHandlerShell:
             return data
 
         puts = [(k, enc(v)) for k, v in outcome.puts.items()]
-        produce = [(p.topic, p.key.encode(), enc(p.value)) for p in outcome.produce]
+        produce = [(p.topic, p.key.encode(), enc(p.value), p.headers) for p in outcome.produce]
         for k, data in puts:
             check_record_size(changelog, k, data, f"the state record {k[:80]!r}")
-        for (topic, key, data), p in zip(produce, outcome.produce):
+        for (topic, key, data, _headers), p in zip(produce, outcome.produce):
             check_record_size(topic, key, data, f"the {type(p.value).__name__} record of {p.key!r}")
         return puts, produce
 
@@ -142,13 +143,15 @@ class KeyedHandlerShell:
         puts, produce = writes
         for k, data in puts:
             txn.put(partition, k, data)
-        for topic, key, data in produce:
-            txn.produce(topic, key, data)
+        for topic, key, data, headers in produce:
+            txn.produce(topic, key, data, headers=headers)
 
     def dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str,
                     key: str | None = None) -> None:
         """Put ``rec`` on the dead-letter topic with ``reason`` (a truncated copy that always fits)."""
         self.stats["deadletters"] += 1
+        if self.proc.metrics is not None:
+            self.proc.metrics.deadletter(error_type)
         letter = dead_letter_for(rec, reason, error_type, key)
         txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Message
 
+from durable_kafka._tracing import carry_header
 from durable_kafka.errors import DurableKafkaError, PayloadTooLargeError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.deadletter import dead_letter_for
@@ -52,6 +53,9 @@ class CompiledRoute(Protocol):
 class TriggerHandler:
     """Implements :class:`~.runtime.Handler` for trigger routes (stateless, no timers)."""
 
+    #: durable_kafka._metrics.ProcessorMetrics of its processor, set by the worker when metrics are on
+    metrics: Any = None
+
     def __init__(self, routes: Sequence[CompiledRoute], *, deadletter_topic: str, codec: Codec | None = None) -> None:
         self.routes: Mapping[str, list[CompiledRoute]] = _by_topic(routes)
         self.deadletter_topic = deadletter_topic
@@ -77,12 +81,14 @@ class TriggerHandler:
         except (DurableKafkaError, PayloadTooLargeError) as exc:
             self.dead_letter(txn, rec, f"route {route.name!r}: {exc}", type(exc).__name__)
             return
-        txn.produce(topic, key_bytes, data)
+        txn.produce(topic, key_bytes, data, headers=carry_header(rec))  # the source's trace context goes on
         self.stats["commands"] += 1
 
     def dead_letter(self, txn: Transaction, rec: Message, reason: str, error_type: str) -> None:
         """Put ``rec`` on ``<hub>.deadletter`` (coordinates, reason naming the route, a bounded copy)."""
         self.stats["deadletters"] += 1
+        if self.metrics is not None:
+            self.metrics.deadletter(error_type)
         letter = dead_letter_for(rec, reason, error_type)
         log.warning("trigger record %s[%s]@%s dead-lettered: %s", rec.topic(), rec.partition(), rec.offset(), reason)
         txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
