@@ -36,6 +36,8 @@ from durable_kafka.worker import Worker
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_kafka import triggers
+from durable_kafka import payload
+from durable_kafka.payload import FileSystemPayloadStore, KafkaPayloadStore, LargePayloadStorageOptions, PayloadStore
 
 __all__ = [
     "ActivityContext",
@@ -49,21 +51,26 @@ __all__ = [
     "EntityMetadata",
     "EntityQuery",
     "FailureDetails",
+    "FileSystemPayloadStore",
     "InstanceAlreadyExistsError",
     "InstanceNotFoundError",
     "InvalidInstanceIdError",
+    "KafkaPayloadStore",
+    "LargePayloadStorageOptions",
     "NonDeterminismError",
     "OrchestrationContext",
     "OrchestrationFailedError",
     "OrchestrationQuery",
     "OrchestrationState",
     "OrchestrationStatus",
+    "PayloadStore",
     "PurgeInstancesResult",
     "RetryPolicy",
     "TaskFailedError",
     "Worker",
     "errors",
     "get_name",
+    "payload",
     "task",
     "triggers",
     "when_all",

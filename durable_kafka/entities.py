@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any, Callable, TypeVar, overload
 
 from durable_kafka.errors import EntityOperationNotFoundError, InvalidArgumentError, InvalidEntityIdError
+from durable_kafka.streams.payloads import externalize, resolve
 
 __all__ = [
     "DurableEntity",
@@ -223,7 +224,7 @@ class EntityContext:
         """The state (a fresh copy each call), ``default`` if the entity has none."""
         if self._state_json is None:
             return default
-        return convert_state(json.loads(self._state_json), intended_type)
+        return convert_state(json.loads(resolve(self._state_json) or ""), intended_type)
 
     def set_state(self, value: Any) -> None:
         """Replace the state; ``None`` deletes it (as :meth:`delete_state`)."""
@@ -240,7 +241,7 @@ class EntityContext:
         target = entity_id_of(entity_id)
         if not isinstance(operation, str) or not operation:
             raise InvalidArgumentError(f"operation must be a non-empty str, got {operation!r}")
-        payload = None if input is None else _to_json(input, "signal input")
+        payload = None if input is None else externalize(_to_json(input, "signal input"), str(target))
         self._outcome.signals.append(SignalRequest(str(target), operation, payload))
 
     def schedule_new_orchestration(self, orchestration_name: str | Callable[..., Any], input: Any = None,  # noqa: A002
@@ -253,7 +254,7 @@ class EntityContext:
         if not isinstance(orchestration_name, str) or not orchestration_name:
             raise InvalidArgumentError(f"orchestration name must be a non-empty str, got {orchestration_name!r}")
         iid = instance_id or uuid.uuid4().hex
-        payload = None if input is None else _to_json(input, "orchestration input")
+        payload = None if input is None else externalize(_to_json(input, "orchestration input"), iid)
         self._outcome.orchestrations.append(OrchestrationRequest(orchestration_name, iid, payload))
         return iid
 

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Literal, TypeVar
 
 from confluent_kafka import KafkaException
 
@@ -28,6 +28,8 @@ from durable_kafka.streams.admin import ensure_topics
 from durable_kafka.streams.config import resolve_kafka_config
 from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
 from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
+from durable_kafka.streams.payloads import PayloadStore
+from durable_kafka.payload import payload_codec
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class Worker:
       ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
       ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
       default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
+      ``payload_store``: where payloads above its threshold are kept (docs/PAYLOADS.md); None
+      (default) = the hub's Kafka-native store (``<hub>.payloads``), False = large payloads off.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Worker:
         static_membership: bool = True,
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
+        payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -99,6 +104,7 @@ class Worker:
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
         self.topics = HubTopics(self.hub)
+        self.payloads = payload_codec(payload_store, self.bootstrap, self.hub, self.kafka_config)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
         self._entities: dict[str, Any] = {}
@@ -238,9 +244,10 @@ class Worker:
             kafka_config=self.kafka_config)
         self._orch_processor = Processor(
             config, stores,
-            lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
-                                              action_to_event=_action_event_for, cache_size=self.executor_cache_size,
-                                              on_ended=on_ended),
+            lambda proc: _with_payloads(OrchestrationHandler(
+                proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
+                action_to_event=_action_event_for, cache_size=self.executor_cache_size, on_ended=on_ended),
+                self.payloads),
             name="orchestrations")
         self._orch_processor.start()
         if self._entities:
@@ -252,6 +259,7 @@ class Worker:
             self.bootstrap, self.hub, self._activities, max_workers=self.max_activity_workers,
             group_instance_id=f"{self.hub}.activities.{self.worker_id}" if self.static_membership else None,
             kafka_config=self.kafka_config)
+        self._activity_worker.payloads = self.payloads
         self._activity_worker.start()
         self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
         if self._triggers:  # last: its commands go to processors that are already running
@@ -281,6 +289,7 @@ class Worker:
                     log.exception("stopping %r failed", part)
         self._activity_worker = self._entity_processor = self._orch_processor = None
         self._trigger_processor = None
+        self.payloads.close()  # reopened on the next start if needed
 
     @property
     def is_running(self) -> bool:
@@ -309,3 +318,12 @@ class Worker:
 
 def _action_event_for(action: Any, timestamp: Any, instance_id: str | None = None) -> Any:
     return action_to_event(action, timestamp, instance_id)
+
+
+_H = TypeVar("_H", bound=Any)
+
+
+def _with_payloads(handler: _H, payloads: Any) -> _H:
+    """A processor handler that stores and resolves large payloads with the worker's codec."""
+    handler.payloads = payloads
+    return handler

@@ -10,6 +10,8 @@ EXPECTED = {
     "OrchestrationContext", "OrchestrationFailedError", "OrchestrationQuery", "OrchestrationState",
     "OrchestrationStatus", "PurgeInstancesResult", "RetryPolicy", "TaskFailedError", "Worker", "errors",
     "get_name", "task", "triggers", "when_all", "when_any",
+    # large payloads (docs/PAYLOADS.md)
+    "FileSystemPayloadStore", "KafkaPayloadStore", "LargePayloadStorageOptions", "PayloadStore", "payload",
 }
 
 
