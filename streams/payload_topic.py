@@ -54,7 +54,9 @@ class KafkaPayloadStore(PayloadStore):
         self.bootstrap = bootstrap_servers
         self.topic = f"{hub}.payloads"
         self.hub = hub
-        self._options = options or LargePayloadStorageOptions()
+        # no gzip by default: on a local or data-centre network, Python's gzip (about 6 MB/s at
+        # level 1 on our loaded test machine) costs more than sending the bytes (docs/PAYLOADS.md)
+        self._options = options or LargePayloadStorageOptions(enable_compression=False)
         self._kafka_config = resolve_kafka_config(kafka_config)
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None

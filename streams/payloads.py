@@ -248,7 +248,7 @@ class PayloadCodec:
         try:
             data = store.download(text)
         except PayloadUnavailableError as exc:
-            if exc.instance_id is None and instance_id is not None:
+            if instance_id is not None and exc.instance_id != instance_id:  # name the one that needed it
                 raise PayloadUnavailableError(instance_id, text, exc.reason) from None
             raise
         except (OSError, KeyError, ValueError) as exc:
