@@ -186,9 +186,11 @@ class PayloadCodec:
     """
 
     def __init__(self, store: PayloadStore | None, *, cache_bytes: int = 128 * 1024 * 1024,
-                 owns_store: bool = False) -> None:
+                 owns_store: bool = False, read_only: bool = False) -> None:
         self.store = store
         self._owns_store = owns_store
+        #: resolve references but never store (the audit replays code that returns large values)
+        self.read_only = read_only
         self._cache_bytes = cache_bytes
         self._resolved: OrderedDict[str, str] = OrderedDict()  # token -> text (downloads)
         self._cached = 0
@@ -204,7 +206,7 @@ class PayloadCodec:
 
     def externalize(self, text: str, owner: str | None) -> str:
         store = self.store
-        if store is None:
+        if store is None or self.read_only:
             return text
         options = store.options
         # cheap test first: a UTF-8 character is at most 4 bytes

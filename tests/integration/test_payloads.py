@@ -27,8 +27,10 @@ from durable_kafka import (
     OrchestrationStatus,
     Worker,
 )
+from durable_kafka.connectors.audit import audit
 from durable_kafka.entities import EntityContext
 from durable_kafka.errors import PayloadUnavailableError
+from durable_kafka.processors.executor import OrchestratorRegistry
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.config import consumer_config
 from durable_kafka.streams.payload_topic import KafkaPayloadStore
@@ -218,6 +220,13 @@ def test_async_client_round_trip(hub, tmp_path):
 
     with _worker(hub, tmp_path):
         asyncio.run(main())
+    # the audit replays the history (references) against the code: it reads payloads, never writes
+    chunks_before = len(_raw(hub, hub.topics.payloads))
+    registry = OrchestratorRegistry()
+    registry.add_orchestrator(through_activity)
+    report = audit(hub.name, hub.bootstrap, orchestrators=registry)
+    assert report.ok and report.instances == 1, report.problems
+    assert len(_raw(hub, hub.topics.payloads)) == chunks_before
 
 
 def _spawn(hub, state: Path, crash: bool) -> subprocess.Popen:
