@@ -135,7 +135,7 @@ class KafkaPayloadStore(PayloadStore):
         if self._consumer is None:
             self._consumer = Consumer(consumer_config(
                 self.bootstrap, f"{self.hub}.payload-reader", kafka_config=self._kafka_config,
-                **{"enable.partition.eof": True, "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                **{"enable.partition.eof": True, "max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.wait.max.ms": 10,
                    "fetch.max.bytes": 64 * 1024 * 1024}))
         return self._consumer
 
