@@ -60,6 +60,7 @@ class KafkaPayloadStore(PayloadStore):
         self._kafka_config = resolve_kafka_config(kafka_config)
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
+        self._watermark_reader: Consumer | None = None
         self._partitions: int | None = None
         self._lock = threading.Lock()
 
@@ -139,11 +140,20 @@ class KafkaPayloadStore(PayloadStore):
                    "fetch.max.bytes": 64 * 1024 * 1024}))
         return self._consumer
 
+    def _end(self, partition: int) -> int:
+        """The partition's high watermark: with read_committed, a consumer's watermark query
+        answers the last stable offset, which lags while a commit marker is being written."""
+        if self._watermark_reader is None:
+            self._watermark_reader = Consumer(consumer_config(
+                self.bootstrap, f"{self.hub}.payload-reader", kafka_config=self._kafka_config,
+                **{"isolation.level": "read_uncommitted"}))
+        return watermarks(self._watermark_reader, TopicPartition(self.topic, partition))[1]
+
     def _read(self, partition: int, offset: int, count: int, pid: str, token: str,
               owner: str | None) -> dict[int, bytes]:
         consumer = self._reader()
         tp = TopicPartition(self.topic, partition, offset)
-        _, high = watermarks(consumer, tp)
+        high = self._end(partition)
         if offset >= high or count <= 0:
             raise PayloadUnavailableError(owner, token, f"its first chunk (offset {offset}) is past the end of "
                                           f"{self.topic}[{partition}] (never committed?)")
@@ -162,11 +172,14 @@ class KafkaPayloadStore(PayloadStore):
                         if err.code() != KafkaError._PARTITION_EOF:
                             raise KafkaException(err)
                         # at the end of what read_committed may read: the end of the partition
-                        # (the chunks are not there), or an open transaction ahead of them (wait)
-                        if m.offset() >= watermarks(consumer, tp)[1]:
+                        # (the chunks are not there), or short of it: an open transaction ahead
+                        # of the chunks, or the commit marker of theirs not written on this
+                        # partition yet (markers land partition by partition): wait
+                        if m.offset() >= self._end(partition):
                             raise PayloadUnavailableError(
                                 owner, token, f"{count - len(chunks)} of its {count} chunks are missing from "
                                 f"{self.topic}[{partition}] (purged, compacted away or never committed)")
+                        time.sleep(0.02)
                         continue
                     key, value = m.key(), m.value()
                     if key is None or not key.startswith(prefix) or value is None:
@@ -197,9 +210,10 @@ class KafkaPayloadStore(PayloadStore):
             if self._producer is not None:
                 self._producer.flush(10)
                 self._producer = None
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+            for consumer in (self._consumer, self._watermark_reader):
+                if consumer is not None:
+                    consumer.close()
+            self._consumer = self._watermark_reader = None
 
 
 def _parse(token: str) -> tuple[int, int, int, int, str, str, str, str | None]:
