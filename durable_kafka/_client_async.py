@@ -92,7 +92,7 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_record_size
-from durable_kafka.streams.payloads import PayloadStore, looks_like_reference
+from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, looks_like_reference
 
 __all__ = ["AsyncClient"]
 
@@ -401,7 +401,10 @@ class AsyncClient:
         """``_to_json`` with large payloads stored off the event loop (an upload blocks)."""
         if value is None:
             return None
-        return await asyncio.to_thread(_to_json, value, what, self._payloads, owner)
+        try:  # small (nearly always): on the loop, no thread
+            return _to_json(value, what, _SMALL_ONLY, owner)
+        except _NeedsStore:
+            return await asyncio.to_thread(_to_json, value, what, self._payloads, owner)
 
     async def _state(self, status: Any, fetch_payloads: bool) -> OrchestrationState:
         """The public state; references to large payloads are resolved off the event loop."""
@@ -492,7 +495,7 @@ class AsyncClient:
         query = OrchestrationQuery() if query is None else query
         validate_query(query)
         await self._sync(None, self._client._sync_timeout)
-        return await asyncio.to_thread(page_of, self._client._status.snapshot(), query, self._payloads)
+        return await _off_loop_if_referenced(page_of, self._client._status.snapshot(), query, self._payloads)
 
     async def get_all_orchestration_states(self, query: OrchestrationQuery | None = None
                                            ) -> list[OrchestrationState]:
@@ -504,7 +507,7 @@ class AsyncClient:
         states: list[OrchestrationState] = []
         token = query.continuation_token
         while True:
-            page, token = await asyncio.to_thread(
+            page, token = await _off_loop_if_referenced(
                 page_of, snapshot, OrchestrationQuery(**{**vars(query), "continuation_token": token}), self._payloads)
             states.extend(page)
             if token is None:
@@ -605,9 +608,13 @@ class AsyncClient:
                             signal_time: datetime | None = None, *, wait_for_delivery: bool = True,
                             entity_id: EntityInstanceId | str | None = None, operation: str | None = None) -> None:
         """Send a one-way operation to an entity (at ``signal_time`` if given)."""
-        target, body = await asyncio.to_thread(
-            signal_request, entity_instance_id, operation_name, input, signal_time,
-            entity_id=entity_id, operation=operation, payloads=self._payloads)
+        try:  # small (nearly always): on the loop, no thread
+            target, body = signal_request(entity_instance_id, operation_name, input, signal_time,
+                                          entity_id=entity_id, operation=operation, payloads=_SMALL_ONLY)
+        except _NeedsStore:
+            target, body = await asyncio.to_thread(
+                signal_request, entity_instance_id, operation_name, input, signal_time,
+                entity_id=entity_id, operation=operation, payloads=self._payloads)
         await self._send_entity_message(target, body, wait_for_delivery)
 
     async def _send_entity_message(self, entity_id: str, body: SignalEntity | UnlockEntity, wait: bool) -> None:
@@ -625,14 +632,16 @@ class AsyncClient:
         state = self._client._status.get_entity(eid)
         if state is None or state.state is None:
             return None
-        return await asyncio.to_thread(metadata_of, state, include_state, self._payloads)
+        if state.state is not None and include_state and looks_like_reference(state.state):
+            return await asyncio.to_thread(metadata_of, state, include_state, self._payloads)
+        return metadata_of(state, include_state)
 
     async def query_entities(self, entity_query: EntityQuery | None = None
                              ) -> tuple[list[EntityMetadata], str | None]:
         """One page of matching entities (ordered by id) and the token of the next page."""
         await self._sync(None, self._client._sync_timeout)
-        return await asyncio.to_thread(page_of_entities, self._client._status.entity_snapshot(),
-                                       entity_query or EntityQuery(), self._payloads)
+        return await _off_loop_if_referenced(page_of_entities, self._client._status.entity_snapshot(),
+                                             entity_query or EntityQuery(), self._payloads)
 
     async def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
         """Every matching entity, following the pages of :meth:`query_entities` over one snapshot."""
@@ -642,7 +651,7 @@ class AsyncClient:
         out: list[EntityMetadata] = []
         token = query.continuation_token
         while True:
-            page, token = await asyncio.to_thread(
+            page, token = await _off_loop_if_referenced(
                 page_of_entities, snapshot, EntityQuery(**{**vars(query), "continuation_token": token}), self._payloads)
             out.extend(page)
             if token is None:
@@ -685,3 +694,33 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _NeedsStore(Exception):
+    """A payload above the threshold: store it off the event loop (an upload blocks)."""
+
+
+class _SmallOnly(PayloadCodec):
+    """Leaves small text as it is; raises :class:`_NeedsStore` where a store would be needed."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def externalize(self, text: str, owner: str | None) -> str:
+        if len(text) > 16 * 1024:
+            raise _NeedsStore()
+        return text
+
+
+_SMALL_ONLY = _SmallOnly()
+
+
+async def _off_loop_if_referenced(page: Callable[..., Any], snapshot: Any, query: Any, payloads: PayloadCodec) -> Any:
+    """A page computed on the loop; again in a thread with references resolved, if it holds any."""
+    rows, token = page(snapshot, query)
+    for row in rows:
+        texts = (getattr(row, "serialized_input", None), getattr(row, "serialized_output", None),
+                 getattr(row, "serialized_custom_status", None), getattr(row, "serialized_state", None))
+        if any(isinstance(t, str) and looks_like_reference(t) for t in texts):
+            return await asyncio.to_thread(page, snapshot, query, payloads)
+    return rows, token

@@ -16,7 +16,7 @@ from typing import Any
 
 from durable_kafka.errors import InvalidArgumentError, OrchestrationFailedError
 from durable_kafka.streams.events import FailureDetails, InstanceStatus
-from durable_kafka.streams.payloads import PayloadCodec
+from durable_kafka.streams.payloads import PayloadCodec, looks_like_reference
 from durable_kafka.streams.status import TERMINAL_STATUSES, OrchestrationStatus
 
 __all__ = [
@@ -101,7 +101,8 @@ def state_from_status(status: InstanceStatus, *, fetch_payloads: bool,
     With ``payloads``, references to large payloads (docs/PAYLOADS.md) are resolved, so callers
     see the real input, output and custom status.
     """
-    if fetch_payloads and payloads is not None:
+    if fetch_payloads and payloads is not None and any(
+            t is not None and looks_like_reference(t) for t in (status.input, status.output, status.custom_status)):
         iid = status.instance_id
         status = dataclasses.replace(status, input=_resolved(payloads, status.input, iid),
                                      output=_resolved(payloads, status.output, iid),

@@ -217,6 +217,13 @@ def test_async_client_round_trip(hub, tmp_path):
             iid = await client.schedule_new_orchestration(through_activity, input=data)
             state = await client.wait_for_orchestration_completion(iid, timeout=120)
             assert state.get_output() == data[::-1]
+            await client.signal_entity("@store@async", "set", data)  # a large signal input and state
+            for _ in range(300):
+                entity = await client.get_entity("@store@async")
+                if entity is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert entity is not None and entity.get_state(str) == data
 
     with _worker(hub, tmp_path):
         asyncio.run(main())
