@@ -92,7 +92,7 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_record_size
-from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, looks_like_reference
+from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, looks_like_reference, resolve_fields
 
 __all__ = ["AsyncClient"]
 
@@ -522,9 +522,10 @@ class AsyncClient:
         client = self._client
         return await asyncio.get_running_loop().run_in_executor(
             self._history,
-            lambda: read_history(client._bootstrap, client._metadata, client._topics.history,
-                                 client._status.partition_of(instance_id), instance_id, status.execution_id,
-                                 client._codec, timeout=60.0, settle=client._sync_timeout),
+            lambda: resolve_fields(read_history(client._bootstrap, client._metadata, client._topics.history,
+                                                client._status.partition_of(instance_id), instance_id,
+                                                status.execution_id, client._codec, timeout=60.0,
+                                                settle=client._sync_timeout), self._payloads, instance_id),
         )
 
     # ------------------------------------------------------------------ commands

@@ -68,7 +68,7 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_payload_size, check_record_size
-from durable_kafka.streams.payloads import PayloadCodec, PayloadStore
+from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, resolve_fields
 from durable_kafka.streams.topics import HubTopics
 from durable_kafka.payload import payload_codec
 
@@ -397,12 +397,13 @@ class Client(EntityClientMixin):
                 return states
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
-        """The current execution's history events, in order."""
+        """The current execution's history events, in order (large payloads resolved, as in
+        durabletask: the history topic keeps references, callers see the values)."""
         validate_instance_id(instance_id)
         status = self._current_status(instance_id)
         if status is None:
             raise InstanceNotFoundError(f"instance {instance_id!r} does not exist")
-        return read_history(
+        return resolve_fields(read_history(
             self._bootstrap,
             self._metadata,
             self._topics.history,
@@ -412,7 +413,7 @@ class Client(EntityClientMixin):
             self._codec,
             timeout=60.0,
             settle=self._sync_timeout,
-        )
+        ), self._payloads, instance_id)
 
     def _current_status(self, instance_id: str) -> Any:
         self._ensure_open()

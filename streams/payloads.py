@@ -297,6 +297,18 @@ class PayloadCodec:
         return len(done)
 
 
+def resolve_fields(records: list[Any], codec: PayloadCodec | None, instance_id: str) -> list[Any]:
+    """``records`` (dataclasses, e.g. history events) with every reference field resolved."""
+    if codec is None or codec.store is None:
+        return records
+    out = []
+    for rec in records:
+        changes = {f.name: codec.resolve(v, instance_id) for f in dataclasses.fields(rec)
+                   if isinstance(v := getattr(rec, f.name), str) and looks_like_reference(v)}
+        out.append(dataclasses.replace(rec, **changes) if changes else rec)
+    return out
+
+
 def _strings(objects: Iterable[Any]) -> Iterator[str]:
     """Every short string field inside records, lists and dicts (references are short)."""
     stack = list(objects)
