@@ -166,7 +166,8 @@ class KafkaPayloadStore(PayloadStore):
                 if time.monotonic() > deadline:
                     raise PayloadUnavailableError(owner, token, f"only {len(chunks)} of {count} chunks were read "
                                                   f"within {READ_TIMEOUT:.0f} s")
-                for m in consumer.consume(256, 0.2):
+                # ask for exactly what is missing: consume() returns as soon as it has that many
+                for m in consumer.consume(max(1, count - len(chunks)), 0.2):
                     err = m.error()
                     if err is not None:
                         if err.code() != KafkaError._PARTITION_EOF:
