@@ -218,19 +218,23 @@ class PayloadCodec:
         if len(data) > options.max_stored_payload_bytes:
             raise PayloadTooLargeError(f"a payload of {owner or 'a client'}", len(data), options.max_stored_payload_bytes,
                                        topic="(the payload store's max_stored_payload_bytes)")
+        # the same text again for the same owner reuses the reference instead of storing the
+        # payload twice, but only for payloads stored outside a transaction: one stored inside a
+        # processor's transaction may be aborted with it, and its reference must then die too
+        in_transaction = current_sink() is not None
         key = (owner, hashlib.sha256(data).digest())
-        with self._lock:
-            known = self._uploaded.get(key)
-        # the same text again for the same owner (a replay re-running orchestrator code) reuses
-        # the reference instead of storing the payload twice
-        if known is not None and current_sink() is None:
-            return known
+        if not in_transaction:
+            with self._lock:
+                known = self._uploaded.get(key)
+            if known is not None:
+                return known
         token = store.upload(data, instance_id=owner)
         self.uploads += 1
         with self._lock:
-            self._uploaded[key] = token
-            while len(self._uploaded) > 1024:
-                self._uploaded.popitem(last=False)
+            if not in_transaction:
+                self._uploaded[key] = token
+                while len(self._uploaded) > 1024:
+                    self._uploaded.popitem(last=False)
             self._remember(token, text)
         return token
 

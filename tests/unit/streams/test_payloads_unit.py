@@ -67,6 +67,23 @@ def test_codec_stores_only_above_the_threshold_and_resolves_back() -> None:
     assert codec.externalize(large, "i") == token and len(store.blobs) == 1
 
 
+class _Sink:
+    def produce_flushed(self, topic: str, partition: int, records: list) -> list[int]:
+        return list(range(len(records)))
+
+
+def test_payloads_stored_inside_a_transaction_are_never_reused() -> None:
+    # a payload stored in a transaction that aborts dies with it: a later identical text (an
+    # activity echoing its input, outside any transaction) must not get its reference
+    store = FakePayloadStore(threshold_bytes=100)
+    codec = PayloadCodec(store)
+    large = json.dumps("e" * 500)
+    with bind(codec, "i", _Sink()):
+        in_txn = codec.externalize(large, "i")
+    outside = codec.externalize(large, "i")
+    assert outside != in_txn and len(store.blobs) == 2
+
+
 def test_codec_refuses_above_the_cap_and_unknown_references() -> None:
     codec = PayloadCodec(FileSystemPayloadStore.__new__(FileSystemPayloadStore))  # never touched below
     codec.store._options = LargePayloadStorageOptions(threshold_bytes=10, max_stored_payload_bytes=100)  # type: ignore[union-attr]
