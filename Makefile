@@ -87,6 +87,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/durable_kafka
 	@for f in durable_kafka/*.py; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/durable_kafka/; done
+	@for d in durable_kafka/scheduled; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/durable_kafka/; done
 	@for d in streams processors connectors schemas; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/durable_kafka/$$d; done
 	cd $(TYPECHECK) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p durable_kafka
 

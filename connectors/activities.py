@@ -21,7 +21,6 @@ import logging
 import queue
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -138,11 +137,7 @@ def _utcnow() -> datetime:
 
 
 def _failure(error: BaseException) -> FailureDetails:
-    return FailureDetails(
-        message=str(error),
-        error_type=type(error).__name__,
-        stack_trace="".join(traceback.format_exception(error)),
-    )
+    return FailureDetails.from_exception(error)  # qualified type name and the cause chain
 
 
 def _run_sync(fn: Callable[..., Any], ctx: ActivityContext, text: str | None,

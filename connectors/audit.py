@@ -179,6 +179,9 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
             report.problems.append(f"{iid}: status says {status.runtime_status}, history folds to {f.runtime_status}")
         if f.runtime_status in (OrchestrationStatus.COMPLETED, OrchestrationStatus.TERMINATED) and status.output != f.output:
             report.problems.append(f"{iid}: status output {status.output!r} != history output {f.output!r}")
+        folded_version = f.state.header.version if f.state is not None and f.state.header is not None else None
+        if status.version != folded_version:
+            report.problems.append(f"{iid}: status version {status.version!r} != history version {folded_version!r}")
         if orchestrators is not None:
             if payloads is None:  # histories hold references to large payloads: read them, never write
                 payloads = PayloadCodec(KafkaPayloadStore(bootstrap, hub, kafka_config=kafka_config),
@@ -192,13 +195,14 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
 
 def _replay(registry: Any, f: FoldedInstance, report: AuditReport) -> None:
     from durable_kafka.processors.executor import OrchestrationExecutor
+    from durable_kafka.processors.rewind import effective_history
 
     if registry.get(f.name) is None:
         report.problems.append(f"{f.instance_id}: orchestrator {f.name!r} is not in the given code")
         return
     live = OrchestrationExecutor(registry).start(f.instance_id)
-    live.apply([r.event for r in f.records])
+    live.apply(effective_history([r.event for r in f.records]))
     result = live.result([])
-    if result.failure_details is not None and result.failure_details.error_type == "NonDeterminismError" \
+    if result.failure_details is not None and result.failure_details.is_caused_by("NonDeterminismError") \
             and f.failure_message != result.failure_details.message:
         report.problems.append(f"{f.instance_id}: replay with the given code: {result.failure_details.message}")

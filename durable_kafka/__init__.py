@@ -9,6 +9,7 @@ from durable_kafka import errors, task
 from durable_kafka.errors import (
     DurableKafkaError,
     InstanceAlreadyExistsError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
     InvalidInstanceIdError,
     NonDeterminismError,
@@ -33,6 +34,7 @@ from durable_kafka.client import (
 )
 from durable_kafka._client_async import AsyncClient
 from durable_kafka.worker import Worker
+from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_kafka import triggers
@@ -53,6 +55,7 @@ __all__ = [
     "FailureDetails",
     "FileSystemPayloadStore",
     "InstanceAlreadyExistsError",
+    "InstanceNotFailedError",
     "InstanceNotFoundError",
     "InvalidInstanceIdError",
     "KafkaPayloadStore",
@@ -67,6 +70,9 @@ __all__ = [
     "PurgeInstancesResult",
     "RetryPolicy",
     "TaskFailedError",
+    "VersionFailureStrategy",
+    "VersionMatchStrategy",
+    "VersioningOptions",
     "Worker",
     "errors",
     "get_name",

@@ -5,7 +5,7 @@ Commands:
                     [--replication-factor N] [--min-insync-replicas N]
     topics describe --hub NAME [--partitions N] [--bootstrap ADDR] [--kafka-config FILE]
     worker MODULE:ATTR [--kafka-config FILE]
-    audit --hub NAME [--worker MODULE:ATTR] [--bootstrap ADDR] [--kafka-config FILE]
+    audit --hub NAME [--worker MODULE:ATTR] [--export DIR] [--bootstrap ADDR] [--kafka-config FILE]
     acl grant|revoke|list --hub NAME --principal User:NAME [--bootstrap ADDR] [--kafka-config FILE]
     serve --hub NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-body-bytes N]
     instances list|show, start, raise, terminate|suspend|resume|restart|purge, entities list|show|signal

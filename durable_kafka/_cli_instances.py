@@ -72,8 +72,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([status_json(s, show_input=True) for s in states])
         return 0
-    rows = [["instance id", "name", "status", "created", "last updated", "output"]]
-    rows += [[s.instance_id, s.name, DF_STATUS[s.runtime_status], iso(s.created_at) or "-",
+    rows = [["instance id", "name", "version", "status", "created", "last updated", "output"]]
+    rows += [[s.instance_id, s.name, s.version or "-", DF_STATUS[s.runtime_status], iso(s.created_at) or "-",
               iso(s.last_updated_at) or "-", _short(s.get_output())] for s in states]
     print(table(rows) if states else "no instances match")
     return 0
@@ -116,6 +116,8 @@ def _print_state(state: OrchestrationState) -> None:
     body = status_json(state, show_input=True)
     for key in ("instanceId", "name", "runtimeStatus", "createdTime", "lastUpdatedTime"):
         print(f"{key + ':':17}{body[key]}")
+    if state.version is not None:
+        print(f"{'version:':17}{state.version}")
     for key in ("input", "customStatus", "output"):
         print(f"{key + ':':17}{json.dumps(body[key])}")
 
@@ -123,7 +125,8 @@ def _print_state(state: OrchestrationState) -> None:
 def cmd_start(args: argparse.Namespace) -> int:
     data = _json_arg(args.input, "--input")
     with _client(args) as client:
-        instance_id = client.schedule_new_orchestration(args.name, input=data, instance_id=args.id)
+        instance_id = client.schedule_new_orchestration(args.name, input=data, instance_id=args.id,
+                                                        version=args.version)
         state = client.wait_for_orchestration_completion(instance_id, timeout=args.wait) if args.wait else None
     if args.json:
         _print_json({"id": instance_id} if state is None else status_json(state, show_input=True))
@@ -158,6 +161,8 @@ _ACTIONS: dict[str, tuple[str, Callable[[Client, argparse.Namespace], Any], str]
     "restart": ("run an ended instance again with its input",
                 lambda c, a: c.restart_orchestration(a.instance_id, restart_with_new_instance_id=a.new_id),
                 "restarted"),
+    "rewind": ("run a failed instance's failed activities and sub-orchestrations again (docs/REWIND.md)",
+               lambda c, a: c.rewind_orchestration(a.instance_id, reason=a.reason), "rewound"),
     "purge": ("delete an ended instance's state",
               lambda c, a: c.purge_orchestration(a.instance_id).deleted_instance_count, "purged"),
 }
@@ -236,6 +241,7 @@ def add_instance_commands(commands: argparse._SubParsersAction) -> None:
     start.add_argument("name")
     start.add_argument("--id", default=None, help="instance id (default: a new uuid)")
     start.add_argument("--input", default=None, help="input as JSON")
+    start.add_argument("--version", default=None, help="orchestration version (docs/VERSIONING.md)")
     start.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                        help="wait up to SECONDS for completion and print the final status")
     start.set_defaults(func=cmd_start)
@@ -247,7 +253,7 @@ def add_instance_commands(commands: argparse._SubParsersAction) -> None:
     for name, (help_text, action, done) in _ACTIONS.items():
         parser = _common(commands.add_parser(name, help=help_text))
         parser.add_argument("instance_id")
-        if name in ("terminate", "suspend", "resume"):
+        if name in ("terminate", "suspend", "resume", "rewind"):
             parser.add_argument("--reason", default=None)
         if name == "restart":
             parser.add_argument("--new-id", action="store_true", help="restart under a new instance id")

@@ -101,6 +101,9 @@ def add_audit_command(commands: argparse._SubParsersAction) -> None:
     add_kafka_config_argument(p)
     p.add_argument("--worker", default=None,
                    help="module:attribute of a Worker whose orchestrators replay every history (determinism check)")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="also write each instance's latest history as JSON into DIR, for "
+                        "durable_kafka.testing.Replayer (docs/TESTING.md)")
     p.set_defaults(func=cmd_audit)
 
 
@@ -115,4 +118,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  PROBLEM {problem}")
     print("audit: OK" if report.ok else f"audit: {len(report.problems)} problem(s)")
+    if args.export:
+        _export(args.hub, bootstrap, config, args.export)
     return 0 if report.ok else 3
+
+
+def _export(hub: str, bootstrap: str, config: dict[str, Any], directory: str) -> None:
+    """The history topic as Replayer files (one per orchestration instance, latest execution)."""
+    from durable_kafka._testing_replayer import export_histories
+    from durable_kafka.connectors.audit import read_topic
+    from durable_kafka.streams.codec import Codec
+    from durable_kafka.streams.events import HistoryRecord
+    from durable_kafka.streams.topics import HubTopics
+
+    records = [v for _, v in read_topic(bootstrap, HubTopics(hub).history, Codec.default(), kafka_config=config)
+               if isinstance(v, HistoryRecord)]
+    paths = export_histories(records, directory)
+    print(f"exported {len(paths)} histories into {directory}")

@@ -64,6 +64,7 @@ from durable_kafka.client import (
     _deleted_count,
     _orchestrator_name,
     _reply_error,
+    _version,
     _to_json,
 )
 from durable_kafka.entities import CLEAN_OPERATION, EntityInstanceId, entity_id_of
@@ -84,6 +85,7 @@ from durable_kafka.streams.events import (
     PurgeOrchestration,
     RaiseEvent,
     ResumeOrchestration,
+    RewindOrchestration,
     SignalEntity,
     StartOrchestration,
     SuspendOrchestration,
@@ -126,10 +128,12 @@ class AsyncClient:
         *,
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         kafka_config: Mapping[str, Any] | None = None,
+        default_version: str | None = None,
         payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self._client = Client(bootstrap_servers, hub, sync_timeout=sync_timeout, kafka_config=kafka_config,
-                              payload_store=payload_store)
+                              default_version=default_version, payload_store=payload_store)
+        self.default_version = default_version
         self._payloads = self._client._payloads
         self.hub = hub
         self.client_id = self._client.client_id
@@ -377,20 +381,22 @@ class AsyncClient:
         tags: dict[str, str] | None = None,
         wait_for_acceptance: bool = True,
         timeout: float = 30,
+        version: str | None = None,
     ) -> str:
         """Start a new instance and return its id (see :meth:`Client.schedule_new_orchestration`)."""
         name = _orchestrator_name(orchestrator)
         if input is not None and instance_id is None:  # a stored input is owned by its instance
             instance_id = uuid.uuid4().hex
         return await self._start(name, await self._json(input, "input", instance_id), instance_id,
-                                 _check_start_at(start_at),
-                                 _check_tags(tags), wait_for_acceptance, _check_timeout(timeout))
+                                 _check_start_at(start_at), _check_tags(tags), wait_for_acceptance,
+                                 _check_timeout(timeout), _version(version, self.default_version))
 
     async def _start(self, name: str, serialized_input: str | None, instance_id: str | None,
-                     start_at: datetime | None, tags: dict[str, str], wait: bool, timeout: float) -> str:
+                     start_at: datetime | None, tags: dict[str, str], wait: bool, timeout: float,
+                     version: str | None = None) -> str:
         instance_id = uuid.uuid4().hex if instance_id is None else validate_instance_id(instance_id)
         body = StartOrchestration(name=name, execution_id=uuid.uuid4().hex, input=serialized_input,
-                                  scheduled_start_at=start_at, tags=tags)
+                                  scheduled_start_at=start_at, tags=tags, version=version)
         if wait:
             await self._request(instance_id, body, timeout)
         else:
@@ -420,7 +426,8 @@ class AsyncClient:
         if status is None:
             raise InstanceNotFoundError(f"instance {instance_id!r} does not exist")
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else instance_id
-        return await self._start(status.name, status.input, new_id, None, dict(status.tags), True, 30.0)
+        return await self._start(status.name, status.input, new_id, None, dict(status.tags), True, 30.0,
+                                 status.version)
 
     # ------------------------------------------------------------------ reading
 
@@ -557,6 +564,14 @@ class AsyncClient:
         validate_instance_id(instance_id)
         _check_str(reason, "reason", optional=True)
         await self._send(instance_id, ResumeOrchestration(reason=reason))
+
+    async def rewind_orchestration(self, instance_id: str, *, reason: str | None = None,
+                                   timeout: float = 30) -> None:
+        """Resume a FAILED instance as if its failed tasks had not failed yet (see
+        :meth:`Client.rewind_orchestration`); InstanceNotFailedError if it is not FAILED."""
+        validate_instance_id(instance_id)
+        _check_str(reason, "reason", optional=True)
+        await self._request(instance_id, RewindOrchestration(reason=reason), _check_timeout(timeout))
 
     async def purge_orchestration(self, instance_id: str, recursive: bool = True, *,
                                   timeout: float = 30) -> PurgeInstancesResult:

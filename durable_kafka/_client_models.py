@@ -43,6 +43,8 @@ class OrchestrationState:
     serialized_output: str | None
     serialized_custom_status: str | None
     failure_details: FailureDetails | None
+    #: the orchestration version it was scheduled with (docs/VERSIONING.md), None if none
+    version: str | None = None
 
     def get_input(self) -> Any:
         """The instance's input, JSON-decoded (None when there is none or it was not fetched)."""
@@ -123,6 +125,7 @@ def state_from_status(status: InstanceStatus, *, fetch_payloads: bool,
         serialized_output=status.output if fetch_payloads else None,
         serialized_custom_status=status.custom_status if fetch_payloads else None,
         failure_details=status.failure_details,
+        version=status.version,
     )
 
 

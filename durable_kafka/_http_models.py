@@ -17,7 +17,7 @@ from typing import Any
 from durable_kafka._client_entities import EntityMetadata
 from durable_kafka._client_models import OrchestrationState, OrchestrationStatus
 from durable_kafka.errors import InvalidArgumentError
-from durable_kafka.streams.events import HistoryEvent
+from durable_kafka.streams.events import FailureDetails, HistoryEvent
 
 #: Our status names -> Durable Functions' ``runtimeStatus`` names.
 DF_STATUS = {
@@ -131,10 +131,18 @@ def status_json(state: OrchestrationState, *, show_input: bool,
         details = state.failure_details
         if body["output"] is None:
             body["output"] = details.message
-        body["failureDetails"] = {"errorType": details.error_type, "errorMessage": details.message,
-                                  "stackTrace": details.stack_trace}
+        body["failureDetails"] = failure_json(details)
     if history is not None:
         body["historyEvents"] = history
+    return body
+
+
+def failure_json(details: FailureDetails) -> dict[str, Any]:
+    """Failure details as the status JSON shows them, the cause chain under ``innerFailure``."""
+    body: dict[str, Any] = {"errorType": details.error_type, "errorMessage": details.message,
+                            "stackTrace": details.stack_trace}
+    if details.inner_failure is not None:
+        body["innerFailure"] = failure_json(details.inner_failure)
     return body
 
 
@@ -187,7 +195,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {_pascal(k): _plain(v) for k, v in dataclasses.asdict(value).items()}
+        return {_pascal(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -45,6 +45,7 @@ from durable_kafka.errors import (
     BrokerError,
     ClientError,
     InstanceAlreadyExistsError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
     InvalidArgumentError,
     InvalidInstanceIdError,
@@ -62,6 +63,7 @@ from durable_kafka.streams.events import (
     PurgeOrchestration,
     RaiseEvent,
     ResumeOrchestration,
+    RewindOrchestration,
     StartOrchestration,
     SuspendOrchestration,
     TerminateOrchestration,
@@ -92,6 +94,7 @@ DELIVERY_TIMEOUT = 30.0
 _REPLY_ERRORS: dict[str, type[ClientError]] = {
     "InstanceAlreadyExistsError": InstanceAlreadyExistsError,
     "InstanceNotFoundError": InstanceNotFoundError,
+    "InstanceNotFailedError": InstanceNotFailedError,
     "InvalidArgumentError": InvalidArgumentError,
     "InvalidInstanceIdError": InvalidInstanceIdError,
 }
@@ -193,8 +196,12 @@ class Client(EntityClientMixin):
         *,
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         kafka_config: Mapping[str, Any] | None = None,
+        default_version: str | None = None,
         payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
+        _check_str(default_version, "default_version", optional=True)
+        #: the version of instances started without one (durabletask's ``default_version``)
+        self.default_version = default_version
         self._kafka_config = resolve_kafka_config(kafka_config)
         self._bootstrap = _resolve_bootstrap(bootstrap_servers, self._kafka_config)
         self._topics = HubTopics(hub)
@@ -255,8 +262,12 @@ class Client(EntityClientMixin):
         tags: dict[str, str] | None = None,
         wait_for_acceptance: bool = True,
         timeout: float = 30,
+        version: str | None = None,
     ) -> str:
         """Start a new instance and return its id.
+
+        ``version``: the orchestration version recorded in its ExecutionStarted and compared by
+        workers that ``use_versioning`` (default: the client's ``default_version``).
 
         With ``wait_for_acceptance`` (the default) this returns once the owning processor has
         accepted the start, and raises InstanceAlreadyExistsError if an instance with that id
@@ -275,6 +286,7 @@ class Client(EntityClientMixin):
             _check_tags(tags),
             wait_for_acceptance,
             _check_timeout(timeout),
+            _version(version, self.default_version),
         )
 
     def _start(
@@ -286,6 +298,7 @@ class Client(EntityClientMixin):
         tags: dict[str, str],
         wait: bool,
         timeout: float,
+        version: str | None = None,
     ) -> str:
         instance_id = uuid.uuid4().hex if instance_id is None else validate_instance_id(instance_id)
         body = StartOrchestration(
@@ -294,6 +307,7 @@ class Client(EntityClientMixin):
             input=serialized_input,
             scheduled_start_at=start_at,
             tags=tags,
+            version=version,
         )
         if wait:
             self._request(instance_id, body, timeout)
@@ -316,7 +330,7 @@ class Client(EntityClientMixin):
             raise InstanceNotFoundError(f"instance {instance_id!r} does not exist")
         new_id = uuid.uuid4().hex if restart_with_new_instance_id else instance_id
         return self._start(
-            status.name, status.input, new_id, None, dict(status.tags), True, 30.0
+            status.name, status.input, new_id, None, dict(status.tags), True, 30.0, status.version
         )
 
     # ------------------------------------------------------------------ reading
@@ -457,6 +471,19 @@ class Client(EntityClientMixin):
         _check_str(reason, "reason", optional=True)
         self._send(instance_id, ResumeOrchestration(reason=reason))
 
+    def rewind_orchestration(
+        self, instance_id: str, *, reason: str | None = None, timeout: float = 30
+    ) -> None:
+        """Resume a FAILED instance as if its failed activities and sub-orchestrations had not
+        failed yet (recursive into failed sub-orchestrations); docs/REWIND.md.
+
+        Returns once the owning processor has rewound it (the instance is RUNNING again).
+        Raises InstanceNotFailedError if it is not FAILED, InstanceNotFoundError if unknown.
+        """
+        validate_instance_id(instance_id)
+        _check_str(reason, "reason", optional=True)
+        self._request(instance_id, RewindOrchestration(reason=reason), _check_timeout(timeout))
+
     def purge_orchestration(
         self, instance_id: str, recursive: bool = True, *, timeout: float = 30
     ) -> PurgeInstancesResult:
@@ -579,6 +606,12 @@ class Client(EntityClientMixin):
         if not reply.accepted:
             raise _reply_error(reply)
         return reply
+
+
+def _version(version: str | None, default: str | None) -> str | None:
+    """The version a start carries: the given one, else the client's default."""
+    _check_str(version, "version", optional=True)
+    return version if version else default
 
 
 def _resolve_bootstrap(explicit: str | None, kafka_config: Mapping[str, Any]) -> str:

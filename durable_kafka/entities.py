@@ -24,7 +24,7 @@ import inspect
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Callable, TypeVar, overload
 
@@ -236,13 +236,23 @@ class EntityContext:
         self._state_json = None
         self._state_changed = True
 
-    def signal_entity(self, entity_id: EntityInstanceId | str, operation: str, input: Any = None) -> None:  # noqa: A002
-        """Send a one-way operation to another (or this) entity once this operation succeeds."""
+    def signal_entity(self, entity_id: EntityInstanceId | str, operation: str, input: Any = None,  # noqa: A002
+                      signal_time: datetime | None = None) -> None:
+        """Send a one-way operation to another (or this) entity once this operation succeeds.
+
+        With ``signal_time`` the target runs it at that time (a durable scheduled signal: the
+        recurring schedules of :mod:`durable_kafka.scheduled` re-arm themselves this way).
+        """
         target = entity_id_of(entity_id)
         if not isinstance(operation, str) or not operation:
             raise InvalidArgumentError(f"operation must be a non-empty str, got {operation!r}")
+        if signal_time is not None:
+            if not isinstance(signal_time, datetime):
+                raise InvalidArgumentError(f"signal_time must be a datetime, got {signal_time!r}")
+            signal_time = (signal_time.replace(tzinfo=timezone.utc) if signal_time.tzinfo is None
+                           else signal_time.astimezone(timezone.utc))
         payload = None if input is None else externalize(_to_json(input, "signal input"), str(target))
-        self._outcome.signals.append(SignalRequest(str(target), operation, payload))
+        self._outcome.signals.append(SignalRequest(str(target), operation, payload, signal_time))
 
     def schedule_new_orchestration(self, orchestration_name: str | Callable[..., Any], input: Any = None,  # noqa: A002
                                    instance_id: str | None = None) -> str:
@@ -302,8 +312,9 @@ class DurableEntity:
     def delete_state(self) -> None:
         self.entity_context.delete_state()
 
-    def signal_entity(self, entity_instance_id: EntityInstanceId | str, operation: str, input: Any = None) -> None:  # noqa: A002
-        self.entity_context.signal_entity(entity_instance_id, operation, input)
+    def signal_entity(self, entity_instance_id: EntityInstanceId | str, operation: str, input: Any = None,  # noqa: A002
+                      signal_time: datetime | None = None) -> None:
+        self.entity_context.signal_entity(entity_instance_id, operation, input, signal_time)
 
     def schedule_new_orchestration(self, orchestration_name: str | Callable[..., Any], input: Any = None,  # noqa: A002
                                    instance_id: str | None = None) -> str:

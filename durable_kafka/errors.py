@@ -18,6 +18,7 @@
     │   ├── InstanceAlreadyExistsError
     │   ├── InstanceNotFoundError
     │   ├── InvalidArgumentError
+    │   ├── InstanceNotFailedError  rewind_orchestration on an instance that is not FAILED
     │   ├── InvalidEntityIdError    not an entity id of the form '@name@key'
     │   ├── OrchestrationFailedError  raise_if_failed() on a failed instance's state
     │   ├── PayloadTooLargeError    an input/event/state whose record cannot fit in Kafka
@@ -42,6 +43,9 @@
         │   ├── KafkaTlsError       TLS handshake failed (untrusted CA, hostname, client cert)
         │   └── KafkaAuthenticationError  SASL refused (wrong password/user/mechanism)
         └── KafkaAuthorizationError an ACL denies an operation on a named topic/group/txn id
+
+Recurring schedules add ``ScheduleError`` and its subclasses under the same root, in
+``durable_kafka.scheduled`` (its module docstring draws them).
 
 Callers catch the narrowest class they can act on; the messages name the specific thing
 (the instance id, the sequence number, both partition counts) so the log line alone is enough.
@@ -162,6 +166,10 @@ class InvalidArgumentError(ClientError, ValueError):
     """A client argument of the wrong type or value."""
 
 
+class InstanceNotFailedError(ClientError):
+    """``rewind_orchestration`` on an instance that is not FAILED: only failures can be rewound."""
+
+
 class InvalidEntityIdError(ClientError, ValueError):
     """A string that is not an entity id ``@name@key`` (or an entity name containing '@')."""
 
@@ -222,12 +230,18 @@ class OrchestrationError(DurableKafkaError):
 class TaskFailedError(OrchestrationError):
     """An awaited task (activity, sub-orchestration, entity call) failed.
 
-    ``details`` carries the failure as recorded in history: ``message``, ``error_type`` and
-    ``stack_trace``, so orchestrators can branch on the remote error type.
+    ``details`` carries the failure as recorded in history: ``message``, ``error_type`` (the
+    qualified class name), ``stack_trace`` and ``inner_failure``, so orchestrators can branch on
+    the remote error type with ``details.is_caused_by(SomeError)``. Given an exception instead,
+    the details are built from it.
     """
 
     def __init__(self, message: str, details: Any) -> None:
         super().__init__(message)
+        if isinstance(details, BaseException):  # durabletask accepts the exception itself
+            from durable_kafka.streams.events import FailureDetails
+
+            details = FailureDetails.from_exception(details)
         self.details = details
 
 

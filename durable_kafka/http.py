@@ -42,6 +42,7 @@ from durable_kafka.errors import (
     ClientError,
     DurableKafkaError,
     InstanceAlreadyExistsError,
+    InstanceNotFailedError,
     InstanceNotFoundError,
     PayloadTooLargeError,
     TimeoutError,
@@ -68,6 +69,7 @@ def _status_of(error: DurableKafkaError) -> int:
     if isinstance(error, HttpError):
         return error.status
     for error_type, status in ((InstanceNotFoundError, 404), (InstanceAlreadyExistsError, 409),
+                               (InstanceNotFailedError, 410),
                                (PayloadTooLargeError, 413), (TimeoutError, 504), (BrokerError, 503),
                                (ValueError, 400), (ClientError, 400)):
         if isinstance(error, error_type):
@@ -105,6 +107,9 @@ def create_app(client: AsyncClient, *, api_key: str | None = None,
     _add_instance_routes(app, client)
     _add_command_routes(app, client)
     _add_entity_routes(app, client)
+    from durable_kafka._http_schedules import add_schedule_routes  # after http's helpers exist
+
+    add_schedule_routes(app, client, BASE_PATH)
     _add_health_route(app, client)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     if api_key:
@@ -289,12 +294,13 @@ def _add_command_routes(app: FastAPI, client: AsyncClient) -> None:
         restarted = await client.restart_orchestration(instance_id, restart_with_new_instance_id=new_id)
         return _accepted(request, restarted)
 
-    @app.post(path + "/rewind", status_code=501, summary="Rewind (not implemented)")
-    async def rewind(request: Request, instance_id: str) -> JSONResponse:
-        """Always 501: durable-kafka cannot rewind a failed instance yet (restart it instead)."""
+    @app.post(path + "/rewind", status_code=202, summary="Rewind a failed instance")
+    async def rewind(request: Request, instance_id: str, reason: str | None = None) -> Response:
+        """Failed activities and sub-orchestrations run again (docs/REWIND.md). 410 unless FAILED;
+        202 once the owning worker has rewound it (RUNNING again)."""
         _check_hub(request, client)
-        return JSONResponse({"error": "rewind is not implemented by durable-kafka yet; use /restart to run "
-                                      "the orchestration again with its original input"}, status_code=501)
+        await client.rewind_orchestration(instance_id, reason=reason)
+        return Response(status_code=202)
 
     @app.delete(path, summary="Purge an instance")
     async def purge(request: Request, instance_id: str) -> JSONResponse:

@@ -162,12 +162,20 @@ class TimerTask(CancellableTask[None]):
     """A durable timer; its result is None.
 
     A timer created by a retry policy between attempts has a retryable parent: when it fires,
-    the executor reschedules the parent's activity instead of waking the orchestrator.
+    the executor reschedules the parent's activity instead of waking the orchestrator. A timer
+    longer than the worker's ``maximum_timer_interval`` is one task behind a chain of shorter
+    durable timers (durabletask's long timers); it completes only when ``final_fire_at`` is reached.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, final_fire_at: datetime | None = None) -> None:
         super().__init__()
         self._retryable_parent: RetryableTask[Any] | None = None
+        self._final_fire_at = final_fire_at
+
+    @property
+    def final_fire_at(self) -> datetime | None:
+        """When the timer completes; a long timer gets there through several shorter durable timers."""
+        return self._final_fire_at
 
     def set_retryable_parent(self, parent: RetryableTask[Any]) -> None:
         """Mark this timer as the back-off delay of ``parent``."""
@@ -199,18 +207,25 @@ class RetryableTask(CompletableTask[T]):
         self.attempt_count += 1
 
     def compute_next_delay(self, now: datetime) -> timedelta | None:
-        """The back-off before the next attempt, or None if the policy gives up at ``now``."""
+        """The back-off before the next attempt, or None if the policy gives up at ``now``.
+
+        None once ``max_number_of_attempts`` attempts were made, or when the next attempt
+        would start (``now`` + the back-off) later than ``retry_timeout`` after the first one.
+        """
         policy = self.retry_policy
         if self.attempt_count >= policy.max_number_of_attempts:
-            return None
-        if policy.retry_timeout is not None and now >= self.start_time + policy.retry_timeout:
             return None
         seconds = policy.first_retry_interval.total_seconds() * math.pow(
             policy.backoff_coefficient, self.attempt_count - 1
         )
         if policy.max_retry_interval is not None:
             seconds = min(seconds, policy.max_retry_interval.total_seconds())
-        return timedelta(seconds=seconds)
+        delay = timedelta(seconds=seconds)
+        # The timeout bounds when the next attempt would *start*, not only when this one failed:
+        # an attempt due after first attempt + retry_timeout is never made.
+        if policy.retry_timeout is not None and now + delay > self.start_time + policy.retry_timeout:
+            return None
+        return delay
 
 
 class CompositeTask(Task[T]):
@@ -362,7 +377,7 @@ class RetryPolicy:
 
     @property
     def retry_timeout(self) -> timedelta | None:
-        """How long after the first attempt a new attempt may still start."""
+        """How long after the first attempt a new attempt may still start (its start time counts)."""
         return self._retry_timeout
 
     def __repr__(self) -> str:
@@ -454,6 +469,11 @@ class OrchestrationContext(ABC):
     def is_replaying(self) -> bool:
         """True while the code re-runs past history; False once it handles new events."""
 
+    @property
+    def version(self) -> str | None:
+        """This instance's orchestration version (given when it was scheduled), or None."""
+        return None
+
     @abstractmethod
     def set_custom_status(self, custom_status: Any) -> None:
         """Set the JSON-serializable custom status shown in the instance's status."""
@@ -481,8 +501,12 @@ class OrchestrationContext(ABC):
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
-        """Start a child orchestration; the task completes with its output."""
+        """Start a child orchestration; the task completes with its output.
+
+        ``version``: the child's orchestration version (default: the worker's
+        ``VersioningOptions.default_version``)."""
 
     @abstractmethod
     def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
@@ -505,8 +529,13 @@ class OrchestrationContext(ABC):
         """Call an entity operation and wait for its result."""
 
     @abstractmethod
-    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
-        """Send a one-way operation to an entity."""
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None,
+                      signal_time: datetime | None = None) -> None:
+        """Send a one-way operation to an entity; with ``signal_time``, not before that time.
+
+        A scheduled signal is kept durably by the entity's partition (it survives restarts and
+        rebalances) and runs at ``signal_time`` at the earliest; a time in the past runs at once.
+        """
 
     @abstractmethod
     def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Callable, Literal, TypeVar
 
 from confluent_kafka import KafkaException
@@ -19,7 +20,12 @@ from confluent_kafka import KafkaException
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.processors.actions import action_to_event
-from durable_kafka.processors.executor import OrchestrationExecutor, OrchestratorRegistry
+from durable_kafka.processors.executor import (
+    DEFAULT_MAXIMUM_TIMER_INTERVAL,
+    OrchestrationExecutor,
+    OrchestratorRegistry,
+    check_maximum_timer_interval,
+)
 from durable_kafka.processors.instance import Topics
 from durable_kafka.processors.orchestrations import OrchestrationHandler
 from durable_kafka.processors.runtime import Processor, ProcessorConfig
@@ -31,6 +37,9 @@ from durable_kafka.streams.connection import check_connection, raise_if_unauthor
 from durable_kafka.streams.payloads import PayloadStore
 from durable_kafka.payload import payload_codec
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
+from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
+
+__all__ = ["VersionFailureStrategy", "VersionMatchStrategy", "VersioningOptions", "Worker", "default_state_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,9 @@ class Worker:
       ``KafkaAuthorizationError`` (naming the topic, group or transactional id) within seconds.
       ``replication_factor`` / ``min_insync_replicas``: for topics this worker creates; by
       default 3 and 2 on a cluster of three or more brokers, else one copy per broker and 1.
+      ``maximum_timer_interval``: timers longer than this are chained in durable timers of at
+      most this length (durabletask's long timers; default 3 days as in durabletask, None never
+      splits); replay does not depend on it, so workers may differ during a rolling change.
       ``payload_store``: where payloads above its threshold are kept (docs/PAYLOADS.md); None
       (default) = the hub's Kafka-native store (``<hub>.payloads``), False = large payloads off.
     """
@@ -84,6 +96,7 @@ class Worker:
         static_membership: bool = True,
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
+        maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
         payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
@@ -103,6 +116,7 @@ class Worker:
         self.static_membership = static_membership
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
+        self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
         self.topics = HubTopics(self.hub)
         self.payloads = payload_codec(payload_store, self.bootstrap, self.hub, self.kafka_config)
         self._orchestrators = OrchestratorRegistry()
@@ -123,6 +137,22 @@ class Worker:
         self._check_not_started()
         return self._orchestrators.add_orchestrator(fn, name)
 
+    def use_versioning(self, options: VersioningOptions | None) -> None:
+        """Run only the orchestration versions ``options`` accept (durabletask's name; None: all).
+
+        For rolling deploys of orchestrator code: see docs/VERSIONING.md for what REJECT and FAIL
+        do with the other versions and how partitions hand them over.
+        """
+        self._check_not_started()
+        if options is not None and not isinstance(options, VersioningOptions):
+            raise ConfigurationError(f"use_versioning takes VersioningOptions or None, got {options!r}")
+        self._orchestrators.versioning = options
+
+    @property
+    def versioning(self) -> VersioningOptions | None:
+        """The options given to ``use_versioning`` (None: every version runs)."""
+        return self._orchestrators.versioning
+
     def add_activity(self, fn: Callable[..., Any], name: str | None = None) -> str:
         self._check_not_started()
         return self._activities.add_activity(fn, name)
@@ -134,6 +164,13 @@ class Worker:
         key = entity_name(fn, name)
         self._entities[key] = fn
         return key
+
+    def configure_scheduled_tasks(self) -> None:
+        """Host recurring schedules (``durable_kafka.scheduled``): registers the schedule entity and
+        its orchestrators, as durabletask's method of this name does (docs/SCHEDULES.md)."""
+        from durable_kafka.scheduled import configure_scheduled_tasks
+
+        configure_scheduled_tasks(self)
 
     def add_trigger(self, route: Any, *, create_missing: bool = False) -> str:
         """Turn the records of ``route.topic`` into commands (``durable_kafka.triggers``; docs/TRIGGERS.md).
@@ -229,7 +266,7 @@ class Worker:
         t = self.topics
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
                         t.deadletter)
-        executor = OrchestrationExecutor(self._orchestrators)
+        executor = OrchestrationExecutor(self._orchestrators, maximum_timer_interval=self.maximum_timer_interval)
         on_ended = None
         if self._outputs:
             from durable_kafka._trigger_outputs import completion_publisher

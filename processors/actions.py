@@ -58,6 +58,7 @@ class CreateSubOrchestration:
     name: str
     instance_id: str
     input: str | None = None
+    version: str | None = None  # the child's orchestration version (recorded in its ExecutionStarted)
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,18 @@ log = logging.getLogger(__name__)
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")
 _UUID_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 def to_utc(value: datetime) -> datetime:
     """Treat naive datetimes as UTC so orchestration time compares with event timestamps."""
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def ceil_to_ms(value: datetime) -> datetime:
+    """``value`` rounded up to the millisecond the wire keeps, so a scheduled time never moves earlier."""
+    extra = value.microsecond % 1000
+    return value if extra == 0 else value + timedelta(microseconds=1000 - extra)
 
 
 def dumps(value: Any, owner: str | None = None, *, store: bool = True) -> str | None:
@@ -88,16 +95,21 @@ def loads(text: str | None) -> Any:
 
 
 def failure_details_of(ex: BaseException) -> FailureDetails:
-    """Failure details of an exception that escaped orchestrator code.
+    """Failure details of an exception that escaped orchestrator (or entity) code.
 
-    An unhandled :class:`TaskFailedError` keeps the failed task's own error type and stack
-    trace under a "Caused by" line, so the instance's failure still names the root cause.
+    ``error_type`` is the qualified class name and ``inner_failure`` the cause chain. An
+    unhandled :class:`TaskFailedError` keeps the failed task's own details as its inner failure
+    (and its stack trace under a "Caused by" line), so the instance's failure still names the
+    root cause.
     """
     stack = "".join(traceback.format_exception(type(ex), ex, ex.__traceback__))
     inner = getattr(ex, "details", None)
     if isinstance(ex, TaskFailedError) and isinstance(inner, FailureDetails):
         stack += f"Caused by {inner.error_type}: {inner.message}\n{inner.stack_trace or ''}"
-    return FailureDetails(message=str(ex), error_type=type(ex).__name__, stack_trace=stack)
+        details = FailureDetails.from_exception(ex, stack_trace=stack)
+        details.inner_failure = inner
+        return details
+    return FailureDetails.from_exception(ex, stack_trace=stack)
 
 
 def entity_key(entity_id: Any) -> str:
@@ -125,9 +137,10 @@ def fold_entity_name(entity_id: str) -> str:
 class ExecutionState:
     """The engine's state of one execution (see module docstring); never handed to user code."""
 
-    def __init__(self, instance_id: str) -> None:
+    def __init__(self, instance_id: str, maximum_timer_interval: timedelta | None = None) -> None:
         self.context = RuntimeOrchestrationContext(self)
         self._instance_id = instance_id
+        self.maximum_timer_interval = maximum_timer_interval  # longer timers are chained (None: never)
         self._parent_instance_id: str | None = None
         self.is_replaying_flag = True
         self._now = _EPOCH
@@ -155,6 +168,8 @@ class ExecutionState:
         self._save_events = False
         self.completion_emitted = False
         self.resume_count = 0
+        self.version: str | None = None  # this instance's orchestration version (ExecutionStarted)
+        self.default_version: str | None = None  # VersioningOptions.default_version, for children
 
     # ------------------------------------------------------------------ user-facing properties
 
@@ -323,11 +338,26 @@ class ExecutionState:
             when = to_utc(fire_at)
         else:
             raise InvalidArgumentError("create_timer() takes a datetime or a timedelta")
-        timer_id = self.next_id()
-        timer = TimerTask()
+        timer = TimerTask(final_fire_at=when)
         if retryable is not None:
             timer.set_retryable_parent(retryable)
-        self._add(CreateTimer(timer_id, when))
+        self.schedule_timer_chunk(timer)
+        return timer
+
+    def schedule_timer_chunk(self, timer: TimerTask) -> None:
+        """Send the next durable timer of ``timer``: at its end, or one interval on if that is sooner.
+
+        As in durabletask, a timer is split only when ``now + maximum_timer_interval`` comes
+        before its end; each piece is a TimerCreated/TimerFired pair under a new sequence number.
+        """
+        assert timer.final_fire_at is not None
+        fire_at = timer.final_fire_at
+        interval = self.maximum_timer_interval
+        # (a piece ending within a millisecond of the end would be indistinguishable from it)
+        if interval is not None and self._now + interval < fire_at - _MS:
+            fire_at = self._now + interval
+        timer_id = self.next_id()
+        self._add(CreateTimer(timer_id, fire_at))
         self.pending_tasks[timer_id] = timer
 
         def cancel() -> None:
@@ -335,7 +365,6 @@ class ExecutionState:
             self.pending_tasks.pop(timer_id, None)
 
         timer.set_cancel_handler(cancel)
-        return timer
 
     def call_activity(
         self,
@@ -357,13 +386,15 @@ class ExecutionState:
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
         if self._critical_section is not None:
             raise OrchestrationStateError("cannot call a sub-orchestration inside a critical section")
         name = orchestrator if isinstance(orchestrator, str) else get_name(orchestrator)
         task_id = self.next_id()
         child_id = instance_id if instance_id is not None else f"{self._instance_id}:{task_id:04x}"
-        action = CreateSubOrchestration(task_id, name, child_id, dumps(input, child_id, store=not self.is_replaying_flag))
+        action = CreateSubOrchestration(task_id, name, child_id, dumps(input, child_id, store=not self.is_replaying_flag),
+                                        version or self.default_version)
         return self._schedule(action, retry_policy, is_sub_orch=True)
 
     def _schedule(
@@ -465,13 +496,19 @@ class ExecutionState:
         self.entity_calls[request_id] = (task, target, operation)
         return task
 
-    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None,
+                      signal_time: datetime | None = None) -> None:
         target = entity_key(entity_id)
         if self._critical_section is not None and target in self._locked:
             raise OrchestrationStateError(f"cannot signal {target}: it is locked by this critical section")
+        when = None
+        if signal_time is not None:
+            if not isinstance(signal_time, datetime):
+                raise InvalidArgumentError("signal_entity(): signal_time must be a datetime or None")
+            when = ceil_to_ms(to_utc(signal_time))
         task_id = self.next_id()
         self._add(SignalEntityAction(task_id, target, operation, dumps(input, target, store=not self.is_replaying_flag),
-                                     self.new_uuid()))
+                                     self.new_uuid(), when))
 
     def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
         if self._critical_section is not None or self.lock_request is not None:
@@ -549,6 +586,10 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def is_replaying(self) -> bool:
         return self.__execution.is_replaying
 
+    @property
+    def version(self) -> str | None:
+        return self.__execution.version
+
     def set_custom_status(self, custom_status: Any) -> None:
         self.__execution.set_custom_status(custom_status)
 
@@ -572,9 +613,10 @@ class RuntimeOrchestrationContext(OrchestrationContext):
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        version: str | None = None,
     ) -> CompletableTask[Any]:
         return self.__execution.call_sub_orchestrator(
-            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy)
+            orchestrator, input=input, instance_id=instance_id, retry_policy=retry_policy, version=version)
 
     def wait_for_external_event(self, name: str) -> CancellableTask[Any]:
         return self.__execution.wait_for_external_event(name)
@@ -591,8 +633,9 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> CompletableTask[Any]:
         return self.__execution.call_entity(entity_id, operation, input)
 
-    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
-        self.__execution.signal_entity(entity_id, operation, input)
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None,
+                      signal_time: datetime | None = None) -> None:
+        self.__execution.signal_entity(entity_id, operation, input, signal_time)
 
     def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
         return self.__execution.lock_entities(entity_ids)

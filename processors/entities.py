@@ -15,7 +15,7 @@ import logging
 import os
 import traceback
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
@@ -70,7 +70,7 @@ class EntityHandler(KeyedHandlerShell):
         return keys.any_due(self.proc.stores, list(self.proc.owned), SCHEDULED_PREFIX, now_ms)
 
     def tick(self, txn: Transaction, now_ms: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         for p in list(self.proc.owned):
             store = self.proc.stores.get(p)
             if store is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from durable_kafka.errors import (
@@ -42,6 +43,7 @@ from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import FailureDetails, HistoryEvent
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import RetryableTask, TimerTask, get_name
+from durable_kafka.versioning import VersioningOptions, version_failure
 
 from .actions import (
     Action,
@@ -55,11 +57,14 @@ from .actions import (
     SignalEntityAction,
     UnlockEntityAction,
 )
-from .context import ExecutionState, fold_entity_name, loads
+from .context import ExecutionState, fold_entity_name, loads, to_utc
 
 log = logging.getLogger(__name__)
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 __all__ = [
+    "DEFAULT_MAXIMUM_TIMER_INTERVAL",
     "ExecutionResult",
     "LiveOrchestration",
     "OrchestrationExecutor",
@@ -67,11 +72,24 @@ __all__ = [
 ]
 
 
+#: durabletask-python's default: timers longer than this are chained in pieces of at most this.
+DEFAULT_MAXIMUM_TIMER_INTERVAL = timedelta(days=3)
+
+
+def check_maximum_timer_interval(value: timedelta | None) -> timedelta | None:
+    """``maximum_timer_interval`` as given, if it is None (never split) or a positive timedelta."""
+    if value is not None and (not isinstance(value, timedelta) or value <= timedelta(0)):
+        raise ConfigurationError(f"maximum_timer_interval must be a positive timedelta or None, got {value!r}")
+    return value
+
+
 class OrchestratorRegistry:
     """Orchestrator functions by name (shared with the Worker)."""
 
     def __init__(self) -> None:
         self._orchestrators: dict[str, Callable[..., Any]] = {}
+        #: the worker's VersioningOptions (Worker.use_versioning), read at each ExecutionStarted
+        self.versioning: VersioningOptions | None = None
 
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
         """Register ``fn`` under ``name`` (default: ``get_name(fn)``); returns the name."""
@@ -225,9 +243,18 @@ def _on_execution_started(live: LiveOrchestration, e: ev.ExecutionStarted) -> No
         ctx.set_time(e.timestamp)
     fn = live.registry.get(e.name)
     ctx.set_parent(e.parent_instance_id)
+    ctx.version = e.version
+    versioning = live.registry.versioning
+    ctx.default_version = versioning.default_version if versioning is not None else None
     if fn is None:
         ctx.started = True
         raise OrchestratorNotRegisteredError(f"no orchestrator named {e.name!r} is registered")
+    mismatch = version_failure(versioning, e.version)
+    if mismatch is not None and versioning is not None and not versioning.rejects:
+        # VersionFailureStrategy.FAIL (REJECT never gets here: the step parks such instances)
+        ctx.started = True
+        ctx.set_failed(mismatch)
+        return
     ctx.start(fn, loads(e.input))
 
 
@@ -245,9 +272,15 @@ def _on_task_completed(live: LiveOrchestration, e: Any) -> None:
     live.execution.resume()
 
 
-def _failure_message(live: LiveOrchestration, e: Any) -> str:
-    kind = "Activity" if isinstance(e, ev.TaskFailed) else "Sub-orchestration"
-    return f"{live.execution.instance_id}: {kind} task #{e.task_scheduled_id} failed: {e.failure_details.message}"
+def _failure_message(live: LiveOrchestration, e: Any, task_id: int) -> str:
+    """durabletask's wording: a task is named by the sequence number of its first attempt.
+
+    Activity failures carry the instance id as a prefix, sub-orchestration failures do not
+    (durabletask-python's ``_OrchestrationExecutor`` words them that way).
+    """
+    if isinstance(e, ev.TaskFailed):
+        return f"{live.execution.instance_id}: Activity task #{task_id} failed: {e.failure_details.message}"
+    return f"Sub-orchestration task #{task_id} failed: {e.failure_details.message}"
 
 
 def _on_task_failed(live: LiveOrchestration, e: Any) -> None:
@@ -257,14 +290,33 @@ def _on_task_failed(live: LiveOrchestration, e: Any) -> None:
     if task is None or isinstance(task, TimerTask):
         live.ignore(e, f"no pending task #{e.task_scheduled_id}")
         return
+    first_id = e.task_scheduled_id
     if isinstance(task, RetryableTask):
+        first_id = task.schedule.id if task.schedule is not None else first_id
         delay = task.compute_next_delay(ctx.current_utc_datetime)
         if delay is not None:
             task.increment_attempt_count()
             ctx.create_timer_internal(delay, retryable=task)
             return
-    task.fail(_failure_message(live, e), e.failure_details)
+    task.fail(_failure_message(live, e, first_id), e.failure_details)
     ctx.resume()
+
+
+def _is_intermediate_piece(task: TimerTask, e: ev.TimerFired) -> bool:
+    """True if the durable timer that fired ends before its long timer does.
+
+    Decided from the fire time recorded in history (to the millisecond, as Avro keeps it), not
+    from this worker's ``maximum_timer_interval``: a history chunked by one worker replays
+    the same on a worker configured otherwise.
+    """
+    final = task.final_fire_at
+    if final is None or e.fire_at is None:
+        return False
+    return _floor_ms(e.fire_at) < _floor_ms(final)
+
+
+def _floor_ms(value: datetime) -> int:
+    return (to_utc(value) - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _on_timer_fired(live: LiveOrchestration, e: ev.TimerFired) -> None:
@@ -274,6 +326,9 @@ def _on_timer_fired(live: LiveOrchestration, e: ev.TimerFired) -> None:
         live.ignore(e, f"no pending timer #{e.timer_id}")
         return
     del ctx.pending_tasks[e.timer_id]
+    if _is_intermediate_piece(task, e):
+        ctx.schedule_timer_chunk(task)  # a long timer: not there yet, the next piece follows
+        return
     if task.retryable_parent is not None:
         ctx.reschedule(task.retryable_parent)
         return
@@ -349,6 +404,7 @@ _HANDLERS: dict[type, Callable[[LiveOrchestration, Any], None]] = {
     ev.EntityOperationCompleted: _on_entity_completed,
     ev.EntityOperationFailed: _on_entity_failed,
     ev.EntityLockGranted: _on_lock_granted,
+    ev.ExecutionRewound: _on_ignored,  # a marker: processors/rewind.py applies it before replay
     **{event_type: _on_scheduling_event for event_type in _EXPECTATIONS},
 }
 
@@ -378,9 +434,10 @@ _END_RECORDS: frozenset[type] = frozenset({ev.ExecutionCompleted, ev.ContinueAsN
 class LiveOrchestration:
     """One execution kept running between batches (generator and state stay in memory)."""
 
-    def __init__(self, instance_id: str, registry: OrchestratorRegistry) -> None:
+    def __init__(self, instance_id: str, registry: OrchestratorRegistry,
+                 maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL) -> None:
         self.registry = registry
-        self.execution = ExecutionState(instance_id)
+        self.execution = ExecutionState(instance_id, maximum_timer_interval)
         self.suspended = False
         self.held: list[HistoryEvent] = []
         self.saw_episode_start = False
@@ -480,7 +537,7 @@ class LiveOrchestration:
             except NonDeterminismError as ex:
                 if self.execution.completion_emitted:
                     log.warning("%s: history diverges after the recorded end: %s", self.instance_id, ex)
-                elif self.execution.failure is not None and self.execution.failure.error_type == "NonDeterminismError":
+                elif self.execution.failure is not None and self.execution.failure.is_caused_by(NonDeterminismError):
                     pass  # the first divergence is the one worth reporting
                 else:  # the code now ends earlier than its history says: that is divergence too
                     self.execution.replace_end_with_failure(ex)
@@ -500,12 +557,14 @@ class LiveOrchestration:
 class OrchestrationExecutor:
     """Runs orchestrations of a registry against history (see the module docstring)."""
 
-    def __init__(self, registry: OrchestratorRegistry) -> None:
+    def __init__(self, registry: OrchestratorRegistry, *,
+                 maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL) -> None:
         self.registry = registry
+        self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
 
     def start(self, instance_id: str) -> LiveOrchestration:
         """A fresh live orchestration for ``instance_id`` (feed it history with ``apply``)."""
-        return LiveOrchestration(instance_id, self.registry)
+        return LiveOrchestration(instance_id, self.registry, self.maximum_timer_interval)
 
     def execute(
         self, instance_id: str, old_events: Iterable[HistoryEvent], new_events: Iterable[HistoryEvent]

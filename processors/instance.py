@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
+from durable_kafka.errors import InstanceAlreadyExistsError
 from durable_kafka.streams import events as ev
+from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.events import (
     FailureDetails,
     HistoryEvent,
@@ -32,9 +34,11 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.payloads import discard_owned
 from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
+from durable_kafka.versioning import version_failure
 
 from . import store as keys
 from .instance_state import InstanceState, apply_event, to_ms
+from .rewind import effective_history
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ RUNNING, PENDING, SUSPENDED = OrchestrationStatus.RUNNING, OrchestrationStatus.P
 COMPLETED, FAILED = OrchestrationStatus.COMPLETED, OrchestrationStatus.FAILED
 TERMINATED, CONTINUED_AS_NEW = OrchestrationStatus.TERMINATED, OrchestrationStatus.CONTINUED_AS_NEW
 ACTIVE = ACTIVE_STATUSES
+TERMINAL_ENDS = (COMPLETED, TERMINATED)  # ends a rewind leaves alone (it reports them to a parent)
 RECENT_IDS = 256  # redeliveries arrive within a batch or two; completions dedupe by open ids
 START_TIMER_ID = -1  # the timer that starts an instance scheduled with start_at
 MAX_CONTINUATIONS = 1000
@@ -101,6 +106,7 @@ def status_of(h: InstanceHeader) -> InstanceStatus:
         parent_instance_id=h.parent_instance_id,
         tags=dict(h.tags),
         history_length=h.history_length,
+        version=h.version,
     )
 
 
@@ -136,7 +142,10 @@ class InstanceStep:
         # completions staged in this step (applied only when recorded): a redelivery of the
         # same result, timer or response later in the batch must not be staged twice
         self._staged: set[tuple[str, int | str]] = set()
+        if loaded.header is not None and loaded.header.parked:  # parked completions count as staged
+            self._staged.update(k for k in map(_completion_key, (r.event for r in loaded.header.parked)) if k)
         self.dirty = False  # header changed, status snapshot due
+        self._rewound = False  # a rewind in this step: run an episode even with no new event
 
     # ------------------------------------------------------------------ entry points
     def apply_messages(self, msgs: list[OrchestratorMessage]) -> None:
@@ -174,12 +183,20 @@ class InstanceStep:
     def finish(self) -> Outcome:
         """Run the episode (if there is anything to run) and write header + status."""
         h = self.s.header
-        if h is not None and self.new_events:
+        mismatch = None
+        if h is not None and h.runtime_status in ACTIVE:
+            mismatch = self._version_rejected(h)
+            if h.parked and mismatch is None:
+                self._unpark(h)
+        if h is not None and (self.new_events or self._rewound):
             if h.runtime_status == PENDING and h.pending:
                 # not started yet (start_at in the future): keep events until the start timer
                 h.pending.extend(history_record(self.iid, h.execution_id, -1, e) for e in self.new_events)
                 self.new_events = []
                 self.dirty = True
+            elif mismatch is not None:
+                if self.new_events:
+                    self._park(h, mismatch)
             else:
                 self._run_episodes()
         h = self.s.header
@@ -209,7 +226,7 @@ class InstanceStep:
             if body.parent_instance_id is not None and body.parent_task_id is not None:
                 self._send(body.parent_instance_id, ev.SubOrchestrationResult(
                     execution_id=body.parent_execution_id or "", task_id=body.parent_task_id,
-                    failure_details=FailureDetails(reason, "InstanceAlreadyExistsError")))
+                    failure_details=FailureDetails(reason, qualified_name(InstanceAlreadyExistsError))))
             return
         if h is not None:
             self._delete_execution(h)
@@ -218,6 +235,8 @@ class InstanceStep:
 
     def _new_execution(self, body: ev.StartOrchestration, *, created: bool) -> None:
         old = self.s.header
+        if old is not None and old.parked:  # a replaced execution's parked work goes with it
+            self.out.puts[keys.parked_key(self.iid)] = None
         h = InstanceHeader(
             instance_id=self.iid,
             name=body.name,
@@ -231,6 +250,7 @@ class InstanceStep:
             parent_task_id=body.parent_task_id,
             tags=dict(body.tags),
             recent_ids=list(old.recent_ids) if old is not None else [],
+            version=body.version,
         )
         self.s.header = h
         self.s.live = None
@@ -239,7 +259,8 @@ class InstanceStep:
         started = ev.ExecutionStarted(
             event_id=-1, timestamp=self.now, name=body.name, execution_id=body.execution_id, input=body.input,
             parent_instance_id=body.parent_instance_id, parent_execution_id=body.parent_execution_id,
-            parent_task_id=body.parent_task_id, scheduled_start_at=body.scheduled_start_at, tags=dict(body.tags))
+            parent_task_id=body.parent_task_id, scheduled_start_at=body.scheduled_start_at, tags=dict(body.tags),
+            version=body.version)
         carried = [replace(e, timestamp=self.now) for e in body.carried_events] + self._take_waiting()
         if body.scheduled_start_at is not None and to_ms(body.scheduled_start_at) > to_ms(self.now):
             h.pending = [history_record(self.iid, h.execution_id, -1, e) for e in [started, *carried]]
@@ -302,6 +323,11 @@ class InstanceStep:
         self.out.evict = True
         self.dirty = False
         self._reply(m, True, message='{"deleted": 1}')
+
+    def _on_rewind(self, m: OrchestratorMessage) -> None:
+        from .rewind_step import rewind  # the rewind step lives apart (processors/rewind_step.py)
+
+        rewind(self, m)
 
     def _on_activity_result(self, m: OrchestratorMessage) -> None:
         self._on_task_result(m.body, ev.TaskCompleted, ev.TaskFailed)
@@ -370,11 +396,38 @@ class InstanceStep:
         self._fail(FailureDetails(f"continue_as_new ran {MAX_CONTINUATIONS} times in one step without awaiting anything",
                                   "ContinueAsNewLoopError"))
 
+    # ------------------------------------------------------------------ versioning (REJECT)
+    def _version_rejected(self, h: InstanceHeader) -> FailureDetails | None:
+        """Why this worker's VersionFailureStrategy.REJECT keeps the instance from running here."""
+        options = getattr(getattr(self.executor, "registry", None), "versioning", None)
+        if options is None or not options.rejects:
+            return None  # FAIL is the executor's job: it ends the instance at its ExecutionStarted
+        return version_failure(options, h.version)
+
+    def _park(self, h: InstanceHeader, why: FailureDetails) -> None:
+        """Keep the new events in the instance's state (committed with the offsets, so nothing is
+        skipped or lost) until a worker that accepts its version owns the partition."""
+        if not h.parked:
+            log.warning("instance %s (version %r) parked: %s", self.iid, h.version, why.message)
+        h.parked.extend(history_record(self.iid, h.execution_id, -1, e) for e in self.new_events)
+        self.new_events = []
+        self.out.puts[keys.parked_key(self.iid)] = ev.TimerRecord(
+            instance_id=self.iid, execution_id=h.execution_id, timer_id=START_TIMER_ID, fire_at=self.now)
+        self.dirty = True
+
+    def _unpark(self, h: InstanceHeader) -> None:
+        """This worker accepts the version: the parked events run first, in their order."""
+        log.info("instance %s (version %r): running %d parked events", self.iid, h.version, len(h.parked))
+        self.new_events = [r.event for r in h.parked] + self.new_events
+        h.parked = []
+        self.out.puts[keys.parked_key(self.iid)] = None
+        self.dirty = True
+
     def _rebuild(self, h: InstanceHeader) -> Any:
         live = self.executor.start(self.iid)
         history = self.load_history(self.iid, h.execution_id) if h.history_length else []
         if history:
-            live.apply(history, replaying=True)
+            live.apply(effective_history(history), replaying=True)
         return live
 
     def _dispatch_action(self, action: Any) -> None:
@@ -426,7 +479,7 @@ class InstanceStep:
         body = ev.StartOrchestration(
             name=h.name, execution_id=new_exec, input=done.new_input, tags=dict(h.tags),
             parent_instance_id=h.parent_instance_id, parent_execution_id=h.parent_execution_id,
-            parent_task_id=h.parent_task_id, carried_events=carried)
+            parent_task_id=h.parent_task_id, carried_events=carried, version=h.version)
         children = list(h.children)
         self._new_execution(body, created=False)
         self.s.header.children = children
@@ -457,7 +510,7 @@ class InstanceStep:
         exec_id = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/{a.id}").hex
         self._send(a.instance_id, ev.StartOrchestration(
             name=a.name, execution_id=exec_id, input=a.input, parent_instance_id=self.iid,
-            parent_execution_id=h.execution_id, parent_task_id=a.id))
+            parent_execution_id=h.execution_id, parent_task_id=a.id, version=getattr(a, "version", None)))
 
     def _act_send_event(self, a: Any) -> None:
         if a.instance_id == self.iid:
@@ -467,6 +520,7 @@ class InstanceStep:
 
     def _act_signal_entity(self, a: Any) -> None:
         self._send_entity(a.entity_id, ev.SignalEntity(operation=a.operation, input=a.input,
+                                                       scheduled_time=a.scheduled_time,
                                                        parent_instance_id=self.iid), msg_id=a.request_id)
 
     def _act_call_entity(self, a: Any) -> None:
@@ -572,6 +626,20 @@ class InstanceStep:
             self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
 
 
+def _completion_key(e: HistoryEvent) -> tuple[str, int | str] | None:
+    """The key ``_stage_completion`` dedupes a completion event by (None: not a completion)."""
+    if isinstance(e, (ev.TaskCompleted, ev.TaskFailed, ev.SubOrchestrationInstanceCompleted,
+                      ev.SubOrchestrationInstanceFailed)):
+        return ("task", e.task_scheduled_id)
+    if isinstance(e, ev.TimerFired):
+        return ("timer", e.timer_id)
+    if isinstance(e, (ev.EntityOperationCompleted, ev.EntityOperationFailed)):
+        return ("request", e.request_id)
+    if isinstance(e, ev.EntityLockGranted):
+        return ("request", e.critical_section_id)
+    return None
+
+
 def _parse_source(source: str | None) -> tuple[str, str, int, int]:
     """``route|topic|partition|offset`` of a trigger start (unknown parts: '?' and -1)."""
     parts = (source or "").rsplit("|", 3)
@@ -617,6 +685,7 @@ _HANDLERS: dict[type, Callable[[InstanceStep, OrchestratorMessage], None]] = {
     ev.ActivityResult: InstanceStep._on_activity_result,
     ev.SubOrchestrationResult: InstanceStep._on_sub_result,
     ev.EntityResponse: InstanceStep._on_entity_response,
+    ev.RewindOrchestration: InstanceStep._on_rewind,
 }
 
 _ACTIONS: dict[str, Callable[[InstanceStep, Any], None]] = {

@@ -75,7 +75,7 @@ def _execution_started(s: InstanceState, e: ev.ExecutionStarted) -> None:
             instance_id=s.instance_id, name=e.name, execution_id=e.execution_id,
             runtime_status=OrchestrationStatus.RUNNING, created_at=e.timestamp, last_updated_at=e.timestamp,
             input=e.input, parent_instance_id=e.parent_instance_id, parent_execution_id=e.parent_execution_id,
-            parent_task_id=e.parent_task_id, tags=dict(e.tags))
+            parent_task_id=e.parent_task_id, tags=dict(e.tags), version=e.version)
     h.runtime_status = OrchestrationStatus.RUNNING
     h.output = h.failure_details = None
     s.open_tasks, s.open_timers, s.open_requests, s.locks = set(), {}, set(), []
@@ -97,6 +97,16 @@ def _execution_terminated(s: InstanceState, e: ev.ExecutionTerminated) -> None:
 def _continued_as_new(s: InstanceState, e: ev.ContinueAsNew) -> None:
     if s.header is not None:
         s.header.runtime_status = OrchestrationStatus.CONTINUED_AS_NEW
+
+
+def _execution_rewound(s: InstanceState, e: ev.ExecutionRewound) -> None:
+    """A FAILED execution runs again: RUNNING, no failure, its failed tasks open again. The
+    locks it held were released when it failed."""
+    if s.header is not None:
+        s.header.runtime_status = OrchestrationStatus.RUNNING
+        s.header.output = s.header.failure_details = None
+    s.open_tasks.update(e.reopened_task_ids)
+    s.locks = []
 
 
 def _suspended(s: InstanceState, e: ev.ExecutionSuspended) -> None:
@@ -177,6 +187,7 @@ APPLIERS: dict[type, Callable[[InstanceState, Any], None]] = {
     ev.EntityLockRequested: _lock_requested,
     ev.EntityLockGranted: _lock_granted,
     ev.EntityUnlockSent: _unlock_sent,
+    ev.ExecutionRewound: _execution_rewound,
 }
 """Event type -> applier. Not listed (no effect on instance state): OrchestratorStarted,
 OrchestratorCompleted, EventRaised, EventSent, EntityOperationSignaled."""

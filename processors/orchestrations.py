@@ -14,7 +14,7 @@ import logging
 import traceback
 from collections import OrderedDict
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +24,7 @@ from durable_kafka.errors import CodecError, PayloadTooLargeError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceStatus, OrchestratorMessage
+from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.limits import check_record_size
 from durable_kafka.streams.payloads import bind
 from durable_kafka.streams.status import TERMINAL_STATUSES as TERMINAL
@@ -67,6 +68,11 @@ class OrchestrationHandler(KeyedHandlerShell):
         self.action_to_event = action_to_event
         self.cache_size = cache_size
         self.stats.update({"episodes": 0, "cache_hits": 0, "cache_misses": 0, "too_large": 0})
+        #: assigned partitions whose parked instances (VersionFailureStrategy.REJECT) this worker
+        #: has not re-evaluated yet: a rolling deploy hands them over with no new record for them
+        self._parked_scan: set[int] = set()
+        self._scanned: set[int] = set()  # scanned in the open transaction: rescanned if it aborts
+        self._scan_from: dict[int, bytes] = {}  # where a scan cut by the time budget goes on
 
     # ------------------------------------------------------------------ Handler protocol
     def key_of(self, msg: OrchestratorMessage) -> str:
@@ -80,13 +86,36 @@ class OrchestrationHandler(KeyedHandlerShell):
                        now: datetime) -> None:
         if key is not None and self.routed_here(rec, key):  # its instance cannot go on: it fails
             self._fail(txn, partition_of(rec), key, now, FailureDetails(
-                f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", type(exc).__name__))
+                f"poison input at {rec.topic()}[{rec.partition()}]@{rec.offset()}: {exc}", qualified_name(type(exc))))
 
     def has_due_work(self, now_ms: int) -> bool:
+        if self._parked_scan & set(self.proc.owned):
+            return True
         return keys.any_due(self.proc.stores, list(self.proc.owned), keys.TIMER_PREFIX, now_ms)
 
+    def _run_parked(self, txn: Transaction, now: datetime) -> None:
+        """Give each parked instance of a newly assigned partition a step: it runs if this
+        worker accepts its version, and stays parked (unchanged) if not."""
+        for p in sorted(self._parked_scan & set(self.proc.owned)):
+            store = self.proc.stores.get(p)
+            self._parked_scan.discard(p)
+            self._scanned.add(p)
+            if store is None:
+                continue
+            after = self._scan_from.pop(p, b"")
+            for n, (k, _) in enumerate(k_v for k_v in list(store.scan(keys.PARKED_PREFIX)) if k_v[0] > after):
+                if n and txn.over_budget():  # out of time: the next transaction goes on from here
+                    self._parked_scan.add(p)
+                    self._scan_from[p] = after
+                    return
+                self._run_instance(txn, p, k[len(keys.PARKED_PREFIX):].decode(), now)
+                after = k
+        self._parked_scan &= set(self.proc.owned)
+
     def tick(self, txn: Transaction, now_ms: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
+        if self._parked_scan:
+            self._run_parked(txn, now)
         for p in list(self.proc.owned):
             store = self.proc.stores.get(p)
             if store is None:
@@ -112,7 +141,20 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self._run_instance(txn, p, iid, now, timers=[t for _, _, t in timers])
 
     def on_assigned(self, partitions: list[int]) -> None:
-        pass
+        self._parked_scan.update(partitions)  # a whole scan of each, from its first parked key
+        for p in partitions:
+            self._scan_from.pop(p, None)
+
+    def on_aborted(self) -> None:
+        super().on_aborted()
+        self._parked_scan |= self._scanned  # the scan's steps never happened: do them again
+        for p in self._scanned:
+            self._scan_from.pop(p, None)
+        self._scanned.clear()
+
+    def on_committed(self) -> None:
+        super().on_committed()
+        self._scanned.clear()
 
     def on_revoked(self, partitions: list[int]) -> None:
         gone = set(partitions)
@@ -149,7 +191,7 @@ class OrchestrationHandler(KeyedHandlerShell):
             self.stats["too_large"] += 1
             log.warning("instance %s: %s; failing it", iid, exc)
             if not self._fail_new(txn, partition, iid, now, msgs, raws, exc):
-                self._fail(txn, partition, iid, now, FailureDetails(str(exc), type(exc).__name__))
+                self._fail(txn, partition, iid, now, FailureDetails(str(exc), qualified_name(type(exc))))
             return
         except Exception as exc:  # noqa: BLE001 - poison input must not stop the partition
             self.cache.pop(iid, None)
@@ -158,7 +200,7 @@ class OrchestrationHandler(KeyedHandlerShell):
             tb = traceback.format_exc()
             for raw in raws:
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
-            self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", type(exc).__name__, tb))
+            self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", qualified_name(type(exc)), tb))
             return
         self._write(txn, partition, iid, step.s, outcome, writes, before)
 
@@ -247,8 +289,8 @@ class OrchestrationHandler(KeyedHandlerShell):
         after = _status_of(loaded)
         if self.on_ended is None or loaded.header is None or after is None or after[0] not in TERMINAL:
             return []
-        if before is not None and before[0] in TERMINAL and before[1] == after[1]:
-            return []
+        if before is not None and before[0] in TERMINAL and before == after:
+            return []  # (a rewound instance that ends differently does publish its new end)
         records = self.on_ended(status_of(loaded.header))
         for topic, key, value in records:
             check_record_size(topic, key, value, f"the completion record of {loaded.header.instance_id!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import Message
 
@@ -50,6 +50,8 @@ class KeyedHandlerShell:
         self.cache: OrderedDict[str, Any] = OrderedDict()
         self.stats: dict[str, int] = {"deadletters": 0}
         self._dirty: set[str] = set()  # keys touched by the open transaction
+        #: the time a batch or tick runs at (wall clock; durable_kafka.testing sets a virtual one)
+        self.clock: Callable[[], datetime] = _utcnow
 
     # ------------------------------------------------------------------ for subclasses
     def key_of(self, msg: Any) -> str:
@@ -67,7 +69,7 @@ class KeyedHandlerShell:
 
     # ------------------------------------------------------------------ the shared shell
     def process(self, txn: Transaction, records: list[Message]) -> None:
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         groups: OrderedDict[tuple[int, str], list[tuple[Message, Any]]] = OrderedDict()
         decode = self.codec.decode
         for rec in records:
@@ -152,6 +154,10 @@ class KeyedHandlerShell:
         self.stats["deadletters"] += 1
         letter = dead_letter_for(rec, reason, error_type, key)
         txn.produce(self.deadletter_topic, letter.key, self.codec.encode(letter))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def partition_of(rec: Message) -> int:

@@ -61,6 +61,14 @@ def waiting_key(instance_id: str, message_id: str) -> bytes:
 
 TIMER_PREFIX = b"t" + SEP
 
+#: instances holding events parked by a worker whose VersioningOptions reject their version:
+#: re-evaluated when the partition is assigned (docs/VERSIONING.md)
+PARKED_PREFIX = b"p" + SEP
+
+
+def parked_key(instance_id: str) -> bytes:
+    return PARKED_PREFIX + instance_id.encode()
+
 
 def timer_key(due_ms: int, instance_id: str, timer_id: int) -> bytes:
     return TIMER_PREFIX + b"%016x" % due_ms + SEP + instance_id.encode() + SEP + str(timer_id).encode()

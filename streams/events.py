@@ -22,10 +22,12 @@ Every message carries an ``id`` that lets its consumer drop a duplicate delivery
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
 
+from durable_kafka.streams.failures import error_type_matches, qualified_name
 from durable_kafka.streams.status import OrchestrationStatus
 
 # --------------------------------------------------------------------------- shared records
@@ -33,11 +35,53 @@ from durable_kafka.streams.status import OrchestrationStatus
 
 @dataclass
 class FailureDetails:
-    """Why a task, an entity operation or an orchestration failed (kept in history)."""
+    """Why a task, an entity operation or an orchestration failed (kept in history).
+
+    ``error_type`` is the qualified exception class name (``builtins.ValueError``), as
+    durabletask records it; histories written before that hold bare names, which
+    :meth:`is_caused_by` still matches. ``inner_failure`` is the cause chain
+    (``__cause__`` / ``__context__``, or the failed task behind an orchestration failure).
+    """
 
     message: str
     error_type: str
     stack_trace: str | None = None
+    inner_failure: FailureDetails | None = None
+
+    def is_caused_by(self, exception_type: str | type[BaseException]) -> bool:
+        """True if this failure's own type is ``exception_type`` (a type: or a subclass of it).
+
+        A type matches subclasses already loaded in this process; a name string matches the
+        qualified or the short name. Inner failures are not searched (durabletask's rule).
+        """
+        return error_type_matches(self.error_type, exception_type)
+
+    @classmethod
+    def from_exception(cls, error: BaseException, *, stack_trace: str | None = None) -> FailureDetails:
+        """The details of ``error``: qualified type name, message, stack, and its cause chain.
+
+        The chain follows ``__cause__`` else ``__context__`` (not when suppressed with
+        ``from None``), stops at a cycle and after 10 links, as durabletask does.
+        """
+        if stack_trace is None:
+            stack_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        seen = {id(error)}
+        head = cls(message=str(error), error_type=qualified_name(type(error)), stack_trace=stack_trace)
+        tail, current = head, error
+        while len(seen) <= _MAX_INNER_FAILURES:
+            inner = current.__cause__ if current.__cause__ is not None else (
+                None if current.__suppress_context__ else current.__context__)
+            if not isinstance(inner, Exception) or id(inner) in seen:
+                break
+            seen.add(id(inner))
+            tail.inner_failure = cls(
+                message=str(inner), error_type=qualified_name(type(inner)),
+                stack_trace="".join(traceback.format_exception(type(inner), inner, inner.__traceback__, chain=False)))
+            tail, current = tail.inner_failure, inner
+        return head
+
+
+_MAX_INNER_FAILURES = 10
 
 
 # --------------------------------------------------------------------------- history events
@@ -220,6 +264,18 @@ class EntityUnlockSent(HistoryEvent):
     parent_instance_id: str | None = None
 
 
+@dataclass
+class ExecutionRewound(HistoryEvent):
+    """A FAILED execution runs again (``Client.rewind_orchestration``).
+
+    The failures of ``reopened_task_ids`` recorded before this event, and the ExecutionCompleted
+    before it, leave the effective history the executor replays; those tasks are scheduled again.
+    """
+
+    reason: str | None = None
+    reopened_task_ids: list[int] = field(default_factory=list)
+
+
 HISTORY_EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
     ExecutionStarted,
     ExecutionCompleted,
@@ -246,6 +302,7 @@ HISTORY_EVENT_TYPES: tuple[type[HistoryEvent], ...] = (
     EntityLockRequested,
     EntityLockGranted,
     EntityUnlockSent,
+    ExecutionRewound,
 )
 
 AnyHistoryEvent = Union[
@@ -274,6 +331,7 @@ AnyHistoryEvent = Union[
     EntityLockRequested,
     EntityLockGranted,
     EntityUnlockSent,
+    ExecutionRewound,
 ]
 
 
@@ -309,6 +367,7 @@ class StartOrchestration:
     carried_events: list[EventRaised] = field(default_factory=list)  # restart/continue_as_new
     if_exists: str | None = None  # trigger starts: None (client rule), "skip", "fail", "replace"
     source: str | None = None  # trigger starts: "route|topic|partition|offset"
+    version: str | None = None  # the orchestration version (VersioningOptions, docs/VERSIONING.md)
 
 
 @dataclass
@@ -336,6 +395,13 @@ class ResumeOrchestration:
 @dataclass
 class PurgeOrchestration:
     recursive: bool = True
+
+
+@dataclass
+class RewindOrchestration:
+    """Resume a FAILED instance as if its failed tasks had not failed yet (docs/REWIND.md)."""
+
+    reason: str | None = None
 
 
 @dataclass
@@ -379,6 +445,7 @@ OrchestratorCommand = Union[
     ActivityResult,
     SubOrchestrationResult,
     EntityResponse,
+    RewindOrchestration,
 ]
 
 
@@ -511,6 +578,7 @@ class InstanceStatus:
     parent_instance_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     history_length: int = 0
+    version: str | None = None
 
 
 @dataclass
@@ -574,6 +642,10 @@ class InstanceHeader:
     pending: list[HistoryRecord] = field(default_factory=list)
     recent_ids: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
+    version: str | None = None
+    #: events held because this worker's VersioningOptions reject the version (REJECT strategy);
+    #: they run once a worker that accepts it owns the partition (docs/VERSIONING.md)
+    parked: list[HistoryRecord] = field(default_factory=list)
 
 
 RECORD_TYPES: tuple[type, ...] = (
@@ -589,6 +661,7 @@ RECORD_TYPES: tuple[type, ...] = (
     ActivityResult,
     SubOrchestrationResult,
     EntityResponse,
+    RewindOrchestration,
     OrchestratorMessage,
     ActivityRequest,
     TimerRecord,

@@ -80,10 +80,10 @@ def test_oversized_payloads_are_refused_at_once_or_fail_the_one_instance(hub, tm
             assert state.runtime_status == OrchestrationStatus.FAILED, (why, state)
             failed_types[why] = state.failure_details.error_type
             messages[why] = state.failure_details.message
-        assert failed_types["output over a record"] == "PayloadTooLargeError"
-        assert failed_types["input + output over a record"] == "PayloadTooLargeError"
+        assert failed_types["output over a record"] == "durable_kafka.errors.PayloadTooLargeError"
+        assert failed_types["input + output over a record"] == "durable_kafka.errors.PayloadTooLargeError"
         # an activity's too-large result reaches the orchestration as that task's failure
-        assert failed_types["activity result"] == "TaskFailedError", failed_types
+        assert failed_types["activity result"] == "durable_kafka.errors.TaskFailedError", failed_types
         assert "too large" in messages["activity result"], messages["activity result"]
         for i, iid in enumerate(ok):
             assert client.wait_for_orchestration_completion(iid, timeout=60).get_output() == f"fine-{i}"

@@ -38,4 +38,10 @@ def make_worker() -> Worker:
     w.add_orchestrator(crash_orchestration)
     w.add_activity(step)
     w.add_activity(square)
+    if os.environ.get("DK_CRASH_VERSION"):  # tests/integration/test_versioning_crash.py
+        from durable_kafka import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
+
+        w.use_versioning(VersioningOptions(version=os.environ["DK_CRASH_VERSION"],
+                                           match_strategy=VersionMatchStrategy.STRICT,
+                                           failure_strategy=VersionFailureStrategy.REJECT))
     return w

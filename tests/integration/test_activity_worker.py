@@ -185,16 +185,16 @@ def test_sync_async_failing_and_unregistered_activities(hub, registry, results) 
 
     failed = got[3].body
     assert failed.result is None
-    assert failed.failure_details.error_type == "ValueError"
+    assert failed.failure_details.error_type == "builtins.ValueError"
     assert failed.failure_details.message == "boom in inst-c"
     assert "explode" in failed.failure_details.stack_trace
-    assert got[4].body.failure_details.error_type == "KeyError"
+    assert got[4].body.failure_details.error_type == "builtins.KeyError"
     assert "async boom" in got[4].body.failure_details.message
 
     missing = got[5].body.failure_details
     assert missing.error_type == "ActivityNotRegisteredError"
     assert "no_such_activity" in missing.message
-    assert got[6].body.failure_details.error_type == "TypeError"
+    assert got[6].body.failure_details.error_type == "builtins.TypeError"
     assert got[7].body.failure_details.error_type == "ActivityResultTooLargeError"
     assert "'huge'" in got[7].body.failure_details.message
 

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from durable_kafka import Client, Worker, task
+from durable_kafka.errors import NonDeterminismError
+from durable_kafka.testing import Replayer
 from durable_kafka.connectors.audit import audit
 from durable_kafka.processors.executor import OrchestratorRegistry
 
@@ -63,9 +67,18 @@ def test_history_fold_matches_status_and_code_replays(hub, tmp_path):
                for p in report.problems), report.problems
 
     cli = subprocess.run([sys.executable, "-m", "durable_kafka", "audit", "--hub", hub.name,
-                          "--bootstrap", hub.bootstrap], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--bootstrap", hub.bootstrap, "--export", str(tmp_path / "export")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "audit: OK" in cli.stdout and "6 orchestration instances" in cli.stdout
+
+    # the export: one Replayer file per instance; the same code replays them, the changed code does not
+    files = sorted((tmp_path / "export").glob("*.json"))
+    assert len(files) == 6 and "exported 6 histories" in cli.stdout
+    results = Replayer(orchestrators=[pipeline, waits]).replay_all(files)
+    assert sorted(r.runtime_status.name for r in results) == ["COMPLETED"] * 5 + ["TERMINATED"]
+    with pytest.raises(NonDeterminismError, match="TaskScheduled, sequence number 1.*triple"):
+        Replayer(orchestrators=[("pipeline", pipeline_changed), waits]).replay_all(files)
 
 
 def test_foreign_records_on_history_and_status_are_reported_not_fatal(hub):

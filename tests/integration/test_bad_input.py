@@ -136,7 +136,7 @@ def test_an_instance_whose_status_cannot_fit_fails_clearly(engine, hub):
     iid = client.schedule_new_orchestration(echo, input=payload)
     state = client.wait_for_orchestration_completion(iid, timeout=60)
     assert state.runtime_status == OrchestrationStatus.FAILED
-    assert state.failure_details.error_type == "PayloadTooLargeError"
+    assert state.failure_details.error_type == "durable_kafka.errors.PayloadTooLargeError"
     assert "over the limit" in state.failure_details.message
     _still_works(worker, client)
     # what can never fit is refused by the client at once, naming the limit

@@ -76,6 +76,20 @@ def test_raise_suspend_resume_terminate_restart_purge(cli) -> None:
     assert cli("terminate", "cli-2")[0] == 1
 
 
+def test_start_with_a_version_and_rewind(cli) -> None:
+    code, out = cli("start", "boom", "--id", "cli-3", "--input", '"broken"', "--version", "2.1", "--wait", "60")
+    assert code == 0 and "Failed" in out and "version:         2.1" in out
+    code, out = cli("rewind", "cli-3", "--reason", "try again")  # the code raises again: failed again
+    assert code == 0 and "rewound: cli-3" in out
+    code, out = cli("instances", "show", "cli-3", "--history")
+    assert "ExecutionRewound" in out and "try again" in out
+    code, out = cli("instances", "list", "--prefix", "cli-3")
+    assert "2.1" in out.splitlines()[2]
+    assert cli("start", "echo", "--id", "cli-4", "--input", "1", "--wait", "60")[0] == 0
+    code, out = cli("rewind", "cli-4")
+    assert code == 1 and "only a failed instance can be rewound" in out
+
+
 def test_entities_signal_show_list(cli) -> None:
     assert cli("entities", "signal", "@counter@c1", "add", "--input", "4")[0] == 0
     deadline = time.monotonic() + 60

@@ -188,7 +188,7 @@ def test_failing_operation_rolls_back_and_the_caller_gets_task_failed(engine):
     _, c = engine
     e = "@counter@fails"
     out = completed(c, c.schedule_new_orchestration(call_failing, input=e))
-    assert out["error_type"] == "ValueError" and "refusing to add 100" in out["message"]
+    assert out["error_type"] == "builtins.ValueError" and "refusing to add 100" in out["message"]
     assert out["after"] == 1
     c.signal_entity(e, "add", 1)
     assert wait_state(c, e, lambda s: s == 2).get_state() == 2

@@ -129,6 +129,14 @@ def test_failed_instance_and_internal_server_error_on_request(http: httpx.Client
     assert failed.json()["failureDetails"]["errorType"].endswith("ValueError")
     asked = http.get(payload["statusQueryGetUri"], params={"returnInternalServerErrorOnFailure": "true"})
     assert asked.status_code == 500 and asked.json()["runtimeStatus"] == "Failed"
+    # rewind: the orchestrator itself raises, so it runs again from its history and fails again;
+    # the history shows the rewind between the two failures
+    assert http.post(payload["rewindPostUri"].replace("{text}", "fixed")).status_code == 202
+    history = http.get(payload["statusQueryGetUri"], params={"showHistory": "true"}).json()["historyEvents"]
+    kinds = [e.get("EventType") or e.get("eventType") or e.get("type") for e in history]
+    assert "ExecutionRewound" in kinds, kinds
+    again = http.get(payload["statusQueryGetUri"], params={"waitForCompletion": "60s"}).json()
+    assert again["runtimeStatus"] == "Failed" and "it broke" in again["output"]
 
 
 def test_suspend_resume_terminate_restart_rewind(http: httpx.Client) -> None:
@@ -145,7 +153,8 @@ def test_suspend_resume_terminate_restart_rewind(http: httpx.Client) -> None:
     assert ended["runtimeStatus"] == "Terminated" and ended["output"] == "enough"
 
     rewind = http.post(payload["rewindPostUri"].replace("{text}", "again"))
-    assert rewind.status_code == 501 and "rewind" in rewind.json()["error"]
+    assert rewind.status_code == 410 and "only a failed instance" in rewind.json()["error"]  # terminated
+    assert http.post(f"{API}/instances/nobody/rewind").status_code == 404
     same = http.post(payload["restartPostUri"])
     assert same.status_code == 202 and same.json()["id"] == "ctl-1"
     wait_status(http, "ctl-1", "Running")

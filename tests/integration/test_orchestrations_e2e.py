@@ -252,7 +252,7 @@ def test_unhandled_exception_and_activity_failure(engine):
     _, c = engine
     _, state = run(c, failing)
     assert state.runtime_status == OrchestrationStatus.FAILED
-    assert state.failure_details.error_type == "KeyError"
+    assert state.failure_details.error_type == "builtins.KeyError"
     assert "no such thing" in state.failure_details.message
     _, state = run(c, activity_fails)
     assert state.runtime_status == OrchestrationStatus.FAILED

@@ -181,7 +181,7 @@ def test_missing_or_corrupt_chunks_are_a_typed_error_naming_the_instance(hub, tm
             client._send(iid, ev.RaiseEvent(name="e", input=token))  # a reference as another writer would
             state = client.wait_for_orchestration_completion(iid, timeout=60)
             assert state.runtime_status == OrchestrationStatus.FAILED
-            assert state.failure_details.error_type == "PayloadUnavailableError"
+            assert state.failure_details.error_type == "durable_kafka.errors.PayloadUnavailableError"
             assert iid in state.failure_details.message
         # a client reading a state whose payload is gone gets the same typed error
         iid = client.schedule_new_orchestration(wait_event, input=None)

@@ -190,3 +190,16 @@ def test_class_entity_implicit_delete():
 def test_class_entity_unknown_or_private_operation_fails(op):
     with pytest.raises(EntityOperationNotFoundError):
         run_operation(Account, _ctx(op, "1"), None)
+
+
+def test_an_operation_may_send_a_delayed_signal():
+    from datetime import datetime, timedelta, timezone
+
+    from durable_kafka.entities import EntityContext, EntityInstanceId
+
+    ctx = EntityContext(EntityInstanceId("clock", "c"), "tick", None)
+    at = datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=2)))
+    ctx.signal_entity("@clock@c", "tick", 1, signal_time=at)
+    ctx.signal_entity("@clock@c", "tick", 2)
+    sent = ctx.outcome.signals
+    assert sent[0].scheduled_time == datetime(2026, 1, 1, 7, tzinfo=timezone.utc) and sent[1].scheduled_time is None

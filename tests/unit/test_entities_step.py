@@ -123,7 +123,7 @@ def test_failing_operation_rolls_back_only_itself():
     [response] = produced(out, "orch")
     assert response.instance_id == "orch-1"
     assert response.body.request_id == "r1" and response.body.execution_id == "x1"
-    assert response.body.failure_details.error_type == "RuntimeError" and response.body.result is None
+    assert response.body.failure_details.error_type == "builtins.RuntimeError" and response.body.result is None
     failed = [r.event for r in produced(out, "hist") if isinstance(r.event, ev.EntityOperationFailed)]
     assert [f.request_id for f in failed] == ["r1"]
 
@@ -153,7 +153,7 @@ def test_unknown_entity_name_fails_the_call():
     s.apply(ev.EntityMessage(id="r", entity_id="@nobody@x", sent_at=NOW, body=ev.CallEntity(
         operation="x", request_id="r", parent_instance_id="o", parent_execution_id="e")))
     [response] = produced(s.finish(), "orch")
-    assert response.body.failure_details.error_type == "EntityOperationNotFoundError"
+    assert response.body.failure_details.error_type == "durable_kafka.errors.EntityOperationNotFoundError"
 
 
 def test_class_entity_through_the_step():

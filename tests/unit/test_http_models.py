@@ -19,7 +19,7 @@ from durable_kafka._http_models import (
     status_json,
 )
 from durable_kafka.errors import ConfigurationError, InvalidArgumentError
-from durable_kafka.streams.events import FailureDetails, TaskCompleted
+from durable_kafka.streams.events import FailureDetails, TaskCompleted, TaskFailed
 
 T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 
@@ -60,6 +60,19 @@ def test_status_json_uses_durable_functions_names() -> None:
                     "failureDetails": {"errorType": "builtins.ValueError", "errorMessage": "boom",
                                        "stackTrace": None}}
     assert status_json(state, show_input=False)["input"] is None
+
+
+def test_failure_json_shows_the_cause_chain_as_inner_failures() -> None:
+    inner = FailureDetails(message="disk full", error_type="builtins.OSError", stack_trace="t2")
+    state = OrchestrationState("i1", "orders", OrchestrationStatus.FAILED, T, T, None, None, None,
+                               FailureDetails("save failed", "orders.SaveError", "t1", inner_failure=inner))
+    assert status_json(state, show_input=True)["failureDetails"] == {
+        "errorType": "orders.SaveError", "errorMessage": "save failed", "stackTrace": "t1",
+        "innerFailure": {"errorType": "builtins.OSError", "errorMessage": "disk full", "stackTrace": "t2"}}
+    failed = TaskFailed(event_id=-1, timestamp=T, task_scheduled_id=1, failure_details=state.failure_details)
+    shown = history_json([failed], show_output=True)[0]["FailureDetails"]
+    assert shown["InnerFailure"] == {"Message": "disk full", "ErrorType": "builtins.OSError", "StackTrace": "t2",
+                                     "InnerFailure": None}
 
 
 def test_history_json_hides_results_unless_asked() -> None:

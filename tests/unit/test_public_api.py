@@ -9,6 +9,7 @@ EXPECTED = {
     "InstanceAlreadyExistsError", "InstanceNotFoundError", "InvalidInstanceIdError", "NonDeterminismError",
     "OrchestrationContext", "OrchestrationFailedError", "OrchestrationQuery", "OrchestrationState",
     "OrchestrationStatus", "PurgeInstancesResult", "RetryPolicy", "TaskFailedError", "Worker", "errors",
+    "VersionFailureStrategy", "VersionMatchStrategy", "VersioningOptions", "InstanceNotFailedError",
     "get_name", "task", "triggers", "when_all", "when_any",
     # large payloads (docs/PAYLOADS.md)
     "FileSystemPayloadStore", "KafkaPayloadStore", "LargePayloadStorageOptions", "PayloadStore", "payload",
@@ -33,9 +34,10 @@ def test_client_and_worker_method_names():
                  "wait_for_orchestration_start", "wait_for_orchestration_completion", "raise_orchestration_event",
                  "terminate_orchestration", "suspend_orchestration", "resume_orchestration", "restart_orchestration",
                  "purge_orchestration", "get_all_orchestration_states", "signal_entity", "get_entity",
-                 "get_all_entities", "clean_entity_storage"):
+                 "get_all_entities", "clean_entity_storage", "rewind_orchestration"):
         assert callable(getattr(durable_kafka.Client, name)), name
-    for name in ("add_orchestrator", "add_activity", "add_entity", "start", "stop", "__enter__", "__exit__"):
+    for name in ("add_orchestrator", "add_activity", "add_entity", "start", "stop", "__enter__", "__exit__",
+                 "use_versioning"):
         assert callable(getattr(durable_kafka.Worker, name)), name
 
 

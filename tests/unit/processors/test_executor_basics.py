@@ -93,7 +93,7 @@ def test_unhandled_exception_fails_with_details() -> None:
     assert r.runtime_status == "FAILED"
     (done,) = r.actions
     assert done.status == "FAILED" and done.failure_details == r.failure_details
-    assert r.failure_details.error_type == "KeyError"
+    assert r.failure_details.error_type == "builtins.KeyError"
     assert r.failure_details.message == "'no such thing'"
     assert 'raise KeyError("no such thing")' in r.failure_details.stack_trace
 
@@ -107,7 +107,7 @@ def test_uncaught_activity_failure_fails_orchestration_with_durabletask_message(
     r = h.episode(failed(1, "Kah-BOOOOM!!!", "ValueError"))
     details = r.failure_details
     assert r.runtime_status == "FAILED"
-    assert details.error_type == "TaskFailedError"
+    assert details.error_type == "durable_kafka.errors.TaskFailedError"
     assert details.message == f"{IID}: Activity task #1 failed: Kah-BOOOOM!!!"
     assert "ctx.call_activity(hello" in details.stack_trace  # the orchestrator line
     assert "Caused by ValueError: Kah-BOOOOM!!!" in details.stack_trace  # the activity's own error
@@ -212,7 +212,7 @@ def test_parent_instance_id() -> None:
 def test_unregistered_orchestrator_fails_the_instance() -> None:
     r = Harness(OrchestratorRegistry()).start("nobody")
     assert r.runtime_status == "FAILED"
-    assert r.failure_details.error_type == "OrchestratorNotRegisteredError"
+    assert r.failure_details.error_type == "durable_kafka.errors.OrchestratorNotRegisteredError"
     assert "'nobody'" in r.failure_details.message
 
 
@@ -221,7 +221,7 @@ def test_yielding_a_non_task_fails_the_instance() -> None:
         yield 42
 
     r = Harness(registry_of(orch)).start("orch")
-    assert r.failure_details.error_type == "OrchestrationStateError"
+    assert r.failure_details.error_type == "durable_kafka.errors.OrchestrationStateError"
     assert "int" in r.failure_details.message
 
 
@@ -230,7 +230,7 @@ def test_unserializable_output_fails_the_instance() -> None:
         return {1, 2}
 
     r = Harness(registry_of(orch)).start("orch")
-    assert r.runtime_status == "FAILED" and r.failure_details.error_type == "TypeError"
+    assert r.runtime_status == "FAILED" and r.failure_details.error_type == "builtins.TypeError"
 
 
 def test_registry() -> None:

@@ -89,7 +89,7 @@ def test_critical_section_rules() -> None:
         h = Harness(registry_of(orch))
         (lock,) = h.start("orch", case).actions
         r = h.episode(ev.EntityLockGranted(-1, T0, critical_section_id=lock.critical_section_id))
-        assert r.failure_details.error_type == "OrchestrationStateError", case
+        assert r.failure_details.error_type == "durable_kafka.errors.OrchestrationStateError", case
         # the failing orchestration still releases its lock
         assert [type(a) for a in r.actions] == [UnlockEntityAction, CompleteOrchestration], case
 
@@ -99,7 +99,7 @@ def test_bad_entity_id_fails_with_typed_error() -> None:
         ctx.signal_entity("not-an-entity", "x")
 
     r = Harness(registry_of(orch)).start("orch")
-    assert r.failure_details.error_type == "InvalidArgumentError"
+    assert r.failure_details.error_type == "durable_kafka.errors.InvalidArgumentError"
 
 
 def test_entity_names_are_lower_cased_and_keys_kept() -> None:

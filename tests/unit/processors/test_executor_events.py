@@ -78,7 +78,7 @@ def test_send_event_rejects_bad_targets() -> None:
 
     for target in ["", "@counter@k"]:
         r = Harness(registry_of(orch)).start("orch", target)
-        assert r.failure_details.error_type == InvalidArgumentError.__name__
+        assert r.failure_details.error_type == f"{InvalidArgumentError.__module__}.{InvalidArgumentError.__qualname__}"
 
 
 def test_suspend_holds_events_until_resume() -> None:

@@ -22,7 +22,7 @@ def assert_nondeterminism(result: ExecutionResult, *fragments: str) -> str:
     assert result.runtime_status == "FAILED"
     (done,) = result.actions
     assert isinstance(done, CompleteOrchestration) and done.status == "FAILED"
-    assert done.failure_details.error_type == "NonDeterminismError"
+    assert done.failure_details.error_type == "durable_kafka.errors.NonDeterminismError"
     message = done.failure_details.message
     for fragment in fragments:
         assert fragment in message, (fragment, message)

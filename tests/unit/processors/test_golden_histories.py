@@ -78,9 +78,14 @@ def golden_renamed(ctx: task.OrchestrationContext, _: Any) -> Any:
     return [first, second]
 
 
+def golden_long_sleep(ctx: task.OrchestrationContext, _: Any) -> Any:
+    yield ctx.create_timer(timedelta(days=7))  # longer than the default maximum_timer_interval (3 days)
+    return "awake"
+
+
 REGISTRY = OrchestratorRegistry()
 for _fn in (golden_sequence, golden_fan_out, golden_approval, golden_retry, golden_counter,
-            golden_parent, golden_child, golden_renamed):
+            golden_parent, golden_child, golden_renamed, golden_long_sleep):
     REGISTRY.add_orchestrator(_fn)
 
 

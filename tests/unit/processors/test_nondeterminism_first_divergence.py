@@ -22,6 +22,6 @@ def test_first_mismatch_is_kept_when_later_scheduling_events_follow():
     ]
     result = OrchestrationExecutor(registry).execute("i", history, [])
     assert result.runtime_status == "FAILED"
-    assert result.failure_details.error_type == "NonDeterminismError"
+    assert result.failure_details.error_type == "durable_kafka.errors.NonDeterminismError"
     assert "at sequence number 1" in result.failure_details.message
     assert "call_activity(name='triple')" in result.failure_details.message

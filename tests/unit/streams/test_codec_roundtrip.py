@@ -49,6 +49,7 @@ def history_events() -> list[ev.HistoryEvent]:
         ev.EntityLockRequested(6, t(21), "cs-1", ["@counter@a", "@counter@b"], 0, INSTANCE),
         ev.EntityLockGranted(-1, t(22), "cs-1"),
         ev.EntityUnlockSent(7, t(23), "cs-1", "@counter@a", INSTANCE),
+        ev.ExecutionRewound(-1, t(24), "fixed the bug", [0, 1]),
     ]
 
 
@@ -71,6 +72,7 @@ def orchestrator_bodies() -> list[object]:
         ev.ActivityResult(EXECUTION, 1, None, FAIL),
         ev.SubOrchestrationResult("p-exec", 9, '"done"'),
         ev.EntityResponse(EXECUTION, "req-5", "5", None, True),
+        ev.RewindOrchestration("fixed the bug"),
     ]
 
 
