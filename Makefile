@@ -19,6 +19,7 @@
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
 #   make orders        the faust-streaming order service example (examples/orders) on the local broker
 #   make bench-triggers  trigger routes vs Client.schedule_new_orchestration: started/s, latency
+#   make dashboard-screenshots  the dashboard's browser tests, writing each page to docs/img/
 #   make bench-payloads  5 MB payloads through the engine vs plain produce/consume of the same bytes
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
@@ -110,7 +111,7 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator bench bench-limit bench-entities bench-latency bench-recovery chaos soak
+.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery chaos soak
 
 # The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
 # to 0.2), plus the full cluster runs (kill -9 of the busiest leader, of the active controller, a
@@ -131,6 +132,10 @@ soak: venv broker-up
 # The main job: broker up, a real worker in this process, the seed's orchestration end to end.
 demo: venv broker-up
 	$(VENV_PY) -m examples.demo --timer-seconds $(TIMER_SECONDS)
+
+# The dashboard's browser tests with a screenshot of each page written to docs/img/ (README).
+dashboard-screenshots: venv broker-up
+	DASHBOARD_SCREENSHOTS=1 $(VENV_PY) -m pytest -q tests/integration/test_dashboard.py $(PYTEST_ARGS)
 
 # The entities sample (Durable Functions' aggregator pattern).
 aggregator: venv broker-up
@@ -157,6 +162,10 @@ bench-recovery: venv broker-up
 BENCH_ARGS ?=
 bench-triggers: venv broker-up
 	$(VENV_PY) bench/triggers.py $(BENCH_ARGS)
+
+# The codec's generated Avro writers/readers against fastavro, CPU per call (no broker needed).
+bench-codec: venv
+	$(VENV_PY) bench/codec.py
 
 # 5 MB payloads through the engine against plain produce/consume of the same bytes (docs/PERFORMANCE.md)
 bench-payloads: venv broker-up

@@ -6,7 +6,10 @@ HelloSequence5 at a time and reads the orchestration processor's own per-batch t
 end-to-end time is outside the processor: the activity round trips and the client's start
 and status observation. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/latency_breakdown.py [--runs 60] [--partitions 4]
+    .venv/bin/python bench/latency_breakdown.py [--runs 60] [--partitions 4] [--only early|in-transaction]
+
+By default it measures both ways of sending activity requests in one run: early dispatch (the
+default: sent before the step commits) and in-transaction (``Worker(early_dispatch=False)``).
 """
 
 from __future__ import annotations
@@ -38,47 +41,72 @@ def _ms(values: list[float]) -> str:
             f"max {values[-1] * 1000:7.2f}  mean {statistics.fmean(values) * 1000:6.2f} ms")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60)
-    parser.add_argument("--partitions", type=int, default=4)
-    args = parser.parse_args(argv)
+def measure(early_dispatch: bool, runs: int, partitions: int) -> dict[str, object]:
+    """One fresh hub and worker; ``runs`` HelloSequence5 one at a time; the processor's timings."""
     hub = f"lat{uuid.uuid4().hex[:8]}"
-    worker = Worker(hub=hub, state_dir=tempfile.mkdtemp(prefix="dk-lat-"), partitions=args.partitions)
+    worker = Worker(hub=hub, state_dir=tempfile.mkdtemp(prefix="dk-lat-"), partitions=partitions,
+                    early_dispatch=early_dispatch)
     worker.add_orchestrator(hello_sequence5)
     worker.add_activity(hello)
     try:
         with worker, Client(hub=hub) as client:
-            print(f"hub {hub}: warming up", file=sys.stderr, flush=True)
+            print(f"hub {hub} (early_dispatch={early_dispatch}): warming up", file=sys.stderr, flush=True)
             for _ in range(5):
                 client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
             proc = worker._orch_processor
             proc.timings.clear()
             batches_before = proc.stats["batches"]
             e2e = []
-            for i in range(args.runs):
+            for i in range(runs):
                 began = time.perf_counter()
                 client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
                 e2e.append(time.perf_counter() - began)
                 if (i + 1) % 20 == 0:
-                    print(f"  {i + 1}/{args.runs} runs", file=sys.stderr, flush=True)
+                    print(f"  {i + 1}/{runs} runs", file=sys.stderr, flush=True)
             steps = list(proc.timings)
-            per_orchestration = (proc.stats["batches"] - batches_before) / args.runs
+            per_orchestration = (proc.stats["batches"] - batches_before) / runs
     finally:
         delete_hub(hub)
     process, offsets, commit = (list(x) for x in zip(*steps))
-    inside = statistics.median(process) + statistics.median(offsets) + statistics.median(commit)
-    print(f"HelloSequence5, {args.runs} runs one at a time, {args.partitions} partitions, worker in-process")
-    print(f"  end to end            {_ms(e2e)}")
-    print(f"  processor steps per orchestration: {per_orchestration:.1f}")
-    print(f"  step: processing      {_ms(process)}")
-    print(f"  step: send_offsets    {_ms(offsets)}")
-    print(f"  step: commit          {_ms(commit)}")
-    inside_total = inside * per_orchestration
-    print(f"  processor steps in total (medians x steps): {inside_total * 1000:.1f} ms = "
-          f"{inside_total / statistics.median(e2e):.0%} of the median end to end")
-    print(f"  outside the processor (activity round trips, client start and observation): "
-          f"{(statistics.median(e2e) - inside_total) * 1000:.1f} ms")
+    return {"e2e": e2e, "process": process, "offsets": offsets, "commit": commit, "steps": per_orchestration}
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--only", choices=["early", "in-transaction"], default=None,
+                        help="measure one way of sending activity requests (default: both, in one run)")
+    args = parser.parse_args(argv)
+    variants = {"in-transaction": False, "early": True}
+    if args.only:
+        variants = {args.only: variants[args.only]}
+    results = {label: measure(early, args.runs, args.partitions) for label, early in variants.items()}
+    for label, r in results.items():
+        e2e, process, offsets, commit = r["e2e"], r["process"], r["offsets"], r["commit"]
+        per_orchestration = r["steps"]
+        inside = statistics.median(process) + statistics.median(offsets) + statistics.median(commit)
+        print(f"HelloSequence5, {args.runs} runs one at a time, {args.partitions} partitions, worker in-process, "
+              f"activity requests {label}")
+        print(f"  end to end            {_ms(e2e)}  p99 {_p(e2e, 99):7.2f} ms")
+        print(f"  processor steps per orchestration: {per_orchestration:.1f}")
+        print(f"  step: processing      {_ms(process)}")
+        print(f"  step: send_offsets    {_ms(offsets)}")
+        print(f"  step: commit          {_ms(commit)}  (incl. waiting for early-dispatched acks)")
+        inside_total = inside * per_orchestration
+        print(f"  processor steps in total (medians x steps): {inside_total * 1000:.1f} ms = "
+              f"{inside_total / statistics.median(e2e):.0%} of the median end to end")
+        print(f"  outside the processor (activity round trips, client start and observation): "
+              f"{(statistics.median(e2e) - inside_total) * 1000:.1f} ms")
+    if len(results) == 2:
+        a, b = results["early"]["e2e"], results["in-transaction"]["e2e"]
+        print(f"early / in-transaction: p50 {statistics.median(a) / statistics.median(b):.2f}x, "
+              f"p99 {_p(a, 99) / _p(b, 99):.2f}x")
     return 0
 
 

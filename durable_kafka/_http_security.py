@@ -22,7 +22,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Default largest request body: a start input or event payload (records themselves fit ~900 KB).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: Paths served without the key: probes, and the API's description (it holds no instance data).
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/"})
+#: Path prefixes served without the key: the dashboard's page and files (no instance data; the
+#: page asks for the key, and every data route it calls needs it).
+PUBLIC_PREFIXES = ("/dashboard/static/",)
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -54,7 +57,8 @@ class ApiKeyMiddleware:
         self._key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path", "") in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or (path.startswith(PUBLIC_PREFIXES) and ".." not in path):
             await self.app(scope, receive, send)
             return
         given = request_key(scope)

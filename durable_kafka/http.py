@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from durable_kafka._client_async import AsyncClient
 from durable_kafka._client_entities import EntityQuery
 from durable_kafka._client_models import TERMINAL_STATUSES, OrchestrationQuery, OrchestrationStatus
+from durable_kafka._dashboard import add_dashboard
 from durable_kafka._http_models import (
     history_json,
     entity_json,
@@ -78,12 +79,14 @@ def _status_of(error: DurableKafkaError) -> int:
 
 
 def create_app(client: AsyncClient, *, api_key: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, close_client: bool = False) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, close_client: bool = False,
+               dashboard: bool = True) -> FastAPI:
     """The management API of ``client``'s hub.
 
     ``api_key``: when set, every route but ``/healthz`` and the API description needs it (``?code=``
     or ``Authorization: Bearer``). ``close_client``: close the client when the app shuts down
-    (what ``serve`` wants; leave False when the caller owns the client).
+    (what ``serve`` wants; leave False when the caller owns the client). ``dashboard``: serve the
+    web dashboard at ``/`` (docs/DASHBOARD.md).
     """
 
     @contextlib.asynccontextmanager
@@ -111,6 +114,8 @@ def create_app(client: AsyncClient, *, api_key: str | None = None,
 
     add_schedule_routes(app, client, BASE_PATH)
     _add_health_route(app, client)
+    if dashboard:
+        add_dashboard(app, client)  # the web dashboard at / (docs/DASHBOARD.md)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)  # outermost: no key, nothing runs

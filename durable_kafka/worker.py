@@ -75,6 +75,10 @@ class Worker:
       ``maximum_timer_interval``: timers longer than this are chained in durable timers of at
       most this length (durabletask's long timers; default 3 days as in durabletask, None never
       splits); replay does not depend on it, so workers may differ during a rolling change.
+      ``early_dispatch``: send activity requests as soon as the step that schedules them has
+      run, without waiting for its transaction to commit (the commit still waits for their
+      acknowledgement); saves a commit per activity hop. False sends them inside the
+      transaction, as before (docs/DECISIONS.md, "Activity requests leave before the commit").
       ``payload_store``: where payloads above its threshold are kept (docs/PAYLOADS.md); None
       (default) = the hub's Kafka-native store (``<hub>.payloads``), False = large payloads off.
     """
@@ -97,6 +101,7 @@ class Worker:
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
         maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
+        early_dispatch: bool = True,
         payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
@@ -117,6 +122,7 @@ class Worker:
         self.replication_factor = replication_factor
         self.min_insync_replicas = min_insync_replicas
         self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
+        self.early_dispatch = early_dispatch
         self.topics = HubTopics(self.hub)
         self.payloads = payload_codec(payload_store, self.bootstrap, self.hub, self.kafka_config)
         self._orchestrators = OrchestratorRegistry()
@@ -278,7 +284,8 @@ class Worker:
             bootstrap=self.bootstrap, group_id=f"{self.hub}.orchestrators", source_topic=t.orchestrator_events,
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
             stuck_after=self.stuck_after, static_membership=self.static_membership,
-            kafka_config=self.kafka_config)
+            kafka_config=self.kafka_config,
+            dispatch_topics=(t.activity_requests,) if self.early_dispatch else ())
         self._orch_processor = Processor(
             config, stores,
             lambda proc: _with_payloads(OrchestrationHandler(
@@ -347,7 +354,19 @@ class Worker:
         return found
 
     def __enter__(self) -> "Worker":
-        return self.start()
+        """Start the worker if something is registered; else leave starting to :meth:`start`.
+
+        Both styles work: ours registers first and lets ``with worker:`` start it; durabletask's
+        enters an empty worker, registers inside the block and then calls ``w.start()``
+        (starting a worker that has nothing to run would only fail its registrations).
+        """
+        if self._has_registrations():
+            return self.start()
+        return self
+
+    def _has_registrations(self) -> bool:
+        return bool(self._orchestrators.names() or self._activities.names() or self._entities
+                     or self._triggers)
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -76,7 +76,7 @@ def ceil_to_ms(value: datetime) -> datetime:
     return value if extra == 0 else value + timedelta(microseconds=1000 - extra)
 
 
-def dumps(value: Any, owner: str | None = None, *, store: bool = True) -> str | None:
+def dumps(value: Any, owner: str | None = None, *, store: bool = True, transactional: bool = True) -> str | None:
     """Encode a user value as the JSON text carried in events (None stays None).
 
     Text above the bound payload store's threshold becomes a reference to the stored payload
@@ -86,7 +86,7 @@ def dumps(value: Any, owner: str | None = None, *, store: bool = True) -> str | 
     if value is None:
         return None
     text = json.dumps(value)
-    return externalize(text, owner) if store else text
+    return externalize(text, owner, transactional=transactional) if store else text
 
 
 def loads(text: str | None) -> Any:
@@ -375,7 +375,9 @@ class ExecutionState:
         tags: dict[str, str] | None = None,
     ) -> CompletableTask[Any]:
         name = activity if isinstance(activity, str) else get_name(activity)
-        action = ScheduleTask(self.next_id(), name, dumps(input, store=not self.is_replaying_flag),
+        # an activity request may leave before the step commits (early dispatch): its large
+        # input is stored outside the transaction, so the reference holds even if it aborts
+        action = ScheduleTask(self.next_id(), name, dumps(input, store=not self.is_replaying_flag, transactional=False),
                               dict(tags or {}))
         return self._schedule(action, retry_policy, is_sub_orch=False)
 

@@ -151,7 +151,12 @@ class InstanceStep:
     def apply_messages(self, msgs: list[OrchestratorMessage]) -> None:
         for m in msgs:
             h = self.s.header
-            if h is not None and m.id in h.recent_ids:
+            # completions (results, entity responses) dedupe by the open work they complete, not
+            # by message id: a result that came before its task was open (a step re-run after an
+            # abort, with the result of its first, early-dispatched request in the same batch) is
+            # dropped, and the re-sent request's result carries the same id; it must still count
+            completion = isinstance(m.body, _COMPLETIONS)
+            if h is not None and not completion and m.id in h.recent_ids:
                 log.debug("dropping duplicate message %s for %s", m.id, self.iid)
                 continue
             handler = _HANDLERS.get(type(m.body))
@@ -159,7 +164,7 @@ class InstanceStep:
                 raise TypeError(f"unexpected message body {type(m.body).__name__}")
             handler(self, m)
             h = self.s.header
-            if h is not None:
+            if h is not None and not completion:
                 h.recent_ids.append(m.id)
                 if len(h.recent_ids) > RECENT_IDS:
                     del h.recent_ids[: len(h.recent_ids) - RECENT_IDS]
@@ -687,6 +692,9 @@ _HANDLERS: dict[type, Callable[[InstanceStep, OrchestratorMessage], None]] = {
     ev.EntityResponse: InstanceStep._on_entity_response,
     ev.RewindOrchestration: InstanceStep._on_rewind,
 }
+
+#: message bodies that complete open work: deduplicated by that work's id, never by message id
+_COMPLETIONS = (ev.ActivityResult, ev.SubOrchestrationResult, ev.EntityResponse)
 
 _ACTIONS: dict[str, Callable[[InstanceStep, Any], None]] = {
     "ScheduleTask": InstanceStep._act_schedule_task,

@@ -65,6 +65,11 @@ class ProcessorConfig:
     kafka_config: dict = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
     #: more than one source topic (any partition counts); empty: just ``source_topic``
     source_topics: tuple[str, ...] = ()
+    #: records for topics starting with one of these are dispatched at once by a plain
+    #: idempotent producer instead of waiting for the transaction's commit (activity requests:
+    #: docs/DECISIONS.md "Activity requests leave before the step commits"); the transaction
+    #: does not commit until every one of them is acknowledged
+    dispatch_topics: tuple[str, ...] = ()
 
     def subscription(self) -> list[str]:
         """The topics the processor consumes."""
@@ -79,12 +84,18 @@ class Transaction:
     """
 
     def __init__(self, producer: Producer, stores: StoreSet, *, changelog_topic: str = "changelog",
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, dispatcher: Producer | None = None,
+                 dispatch_topics: tuple[str, ...] = ()) -> None:
         self._producer = producer
         self._stores = stores
         self._changelog = changelog_topic
+        self._dispatcher = dispatcher if dispatch_topics else None
+        self._dispatch_topics = dispatch_topics
         self.changes: dict[int, dict[bytes, bytes | None]] = {}
         self.produced = 0
+        #: records handed to the dispatcher, and the first delivery error among them
+        self.dispatched = 0
+        self.dispatch_error: KafkaError | None = None
         #: time.monotonic() after which a handler should stop taking on more work
         self.deadline = deadline
 
@@ -116,11 +127,37 @@ class Transaction:
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
         check_record_size(topic, key, value)
+        if self._dispatcher is not None and partition is None and topic.startswith(self._dispatch_topics):
+            self._dispatcher.produce(topic, value=value, key=key, on_delivery=self._on_dispatched)
+            self._dispatcher.poll(0)
+            self.dispatched += 1
+            return
         if partition is None:
             self._producer.produce(topic, value=value, key=key)
         else:
             self._producer.produce(topic, value=value, key=key, partition=partition)
         self.produced += 1
+
+    def _on_dispatched(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None and self.dispatch_error is None:
+            self.dispatch_error = err
+
+    def confirm_dispatched(self, timeout: float) -> None:
+        """Wait until every dispatched record is acknowledged; raise if one is not.
+
+        Called before the commit: a committed step whose request never reached Kafka would
+        leave its instance waiting forever, so a failed or unconfirmed dispatch aborts the
+        transaction instead (the step runs again and dispatches again; activities are at least
+        once and results are matched to the committed history by task id).
+        """
+        if not self.dispatched or self._dispatcher is None:
+            return
+        left = self._dispatcher.flush(timeout)
+        if self.dispatch_error is not None:
+            raise KafkaException(self.dispatch_error)
+        if left:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
+                                            f"{left} dispatched records not acknowledged in {timeout}s"))
 
 
     def produce_flushed(self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]) -> list[int]:
@@ -216,6 +253,7 @@ class Processor:
         #: (process, send_offsets, commit) seconds of the latest batches, for latency diagnosis
         self.timings: deque[tuple[float, float, float]] = deque(maxlen=4096)
         self.producer = self._new_producer()
+        self.dispatcher = self._new_dispatcher() if config.dispatch_topics else None
         # settings from streams.config (quiet librdkafka logging, read_committed, the worker's
         # security settings in kafka_config), with this loop's own timing on top
         self.consumer = Consumer(consumer_config(
@@ -243,6 +281,26 @@ class Processor:
                 # backoff would then stall the partition for 100 ms
                 "retry.backoff.ms": 2,
                 "retry.backoff.max.ms": 50,
+                "partitioner": "murmur2_random",
+                "compression.type": "lz4",
+                "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
+                **config.producer_overrides,
+            }))
+
+    def _new_dispatcher(self) -> Producer:
+        """The plain (not transactional) producer of early-dispatched records.
+
+        Idempotent with acks=all, so a retry inside librdkafka cannot duplicate or reorder what
+        it sends; the same partitioner as the transactional producer, so a key lands where it
+        always did.
+        """
+        config = self.config
+        return Producer(producer_config(
+            config.bootstrap, kafka_config=config.kafka_config,
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 0,
                 "partitioner": "murmur2_random",
                 "compression.type": "lz4",
                 "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
@@ -283,6 +341,8 @@ class Processor:
             self.consumer.close()
         except (KafkaException, RuntimeError):
             log.debug("consumer close failed", exc_info=True)
+        if self.dispatcher is not None:
+            self.dispatcher.flush(5)  # a stop between dispatch and commit: the next owner dispatches again
         self.stores.close_all()
 
     @property
@@ -414,6 +474,9 @@ class Processor:
         while not self._stop.is_set():
             try:
                 self.producer = self._new_producer()
+                if self.dispatcher is not None:  # it may be the one that failed (a fatal idempotence error)
+                    self.dispatcher.flush(0)
+                    self.dispatcher = self._new_dispatcher()
                 self.producer.init_transactions(30)  # settles the last transaction: committed or aborted
                 # a commit that failed ambiguously may in fact have committed: the changelog then
                 # holds records RocksDB never got. Catch the stores up before going on.
@@ -480,7 +543,8 @@ class Processor:
         """
         budget = self._budget() if budgeted else None
         txn = Transaction(self.producer, self.stores, changelog_topic=self.config.changelog_topic or "-",
-                          deadline=time.monotonic() + budget if budget is not None else None)
+                          deadline=time.monotonic() + budget if budget is not None else None,
+                          dispatcher=self.dispatcher, dispatch_topics=self.config.dispatch_topics)
         began = time.perf_counter()
         self._txn_began = time.monotonic()
         self.producer.begin_transaction()
@@ -496,6 +560,7 @@ class Processor:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),
                                                           self.config.operation_timeout)
             offsets_sent = time.perf_counter()
+            txn.confirm_dispatched(self.config.operation_timeout)
             self._commit()
             finished = time.perf_counter()
         except _ReplaceProducer:

@@ -51,6 +51,7 @@ from durable_kafka.errors import (
     UnknownSchemaError,
 )
 from durable_kafka.streams import events
+from durable_kafka.streams.avro_binary import BinarySource
 
 __all__ = ["HEADER_LENGTH", "MARKER", "NAMESPACE", "Codec", "load_shipped_schemas", "schema_fingerprint"]
 
@@ -318,6 +319,7 @@ class _Current:
     fingerprint: int
     header: bytes  # marker + fingerprint, the first 10 bytes of every value
     encode: Callable[[Any], Any]
+    write: Callable[[Any, bytearray], None] | None  # generated binary writer (avro_binary), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +332,7 @@ class _Writer:
     parsed: Schema
     reader: Schema | None  # the current schema to resolve against; None when it is the writer
     decode: Callable[[Any], Any]
+    read: Callable[[bytes, int], tuple[Any, int]] | None = None  # generated reader: current schemas only
 
 
 def load_shipped_schemas() -> list[Schema]:
@@ -357,7 +360,10 @@ class Codec:
     """
 
     def __init__(self, schemas: Iterable[Mapping[str, Any]],
-                 record_types: Iterable[type] = events.RECORD_TYPES) -> None:
+                 record_types: Iterable[type] = events.RECORD_TYPES, *, native: bool = True) -> None:
+        """``native=False`` keeps every record on fastavro (the baseline of ``bench/codec.py``
+        and the cross-check of the tests); by default the generated writers and readers of
+        ``streams/avro_binary.py`` do the current schemas' work."""
         named: dict[str, Schema] = {}
         for schema in schemas:
             if not isinstance(schema, Mapping) or schema.get("type") != "record" or "name" not in schema:
@@ -374,6 +380,12 @@ class Codec:
         self._named = named
         self._lock = threading.Lock()
         env = _ConverterSource(named, classes).build()
+        writers: dict[str, Callable[[Any, bytearray], None]] = {}
+        readers: dict[str, Callable[[bytes, int], tuple[Any, int]]] = {}
+        if native:
+            enums = {(full, name): enum for full, cls in classes.items()
+                     for name, enum in _enum_fields(cls).items()}
+            writers, readers = BinarySource(named, classes, enums).build()
         self._current: dict[type, _Current] = {}
         self._by_name: dict[str, _Current] = {}
         self._writers: dict[int, _Writer] = {}
@@ -387,10 +399,12 @@ class Codec:
             if fp in self._writers:
                 raise CodecError(f"schemas {full!r} and {self._writers[fp].name!r} share fingerprint {fp:#018x}")
             cur = _Current(full, classes[full], standalone, parsed, fp,
-                           MARKER + fp.to_bytes(8, "little"), env[_ConverterSource.fn("E", full)])
+                           MARKER + fp.to_bytes(8, "little"), env[_ConverterSource.fn("E", full)],
+                           writers.get(full))
             self._current[cur.cls] = cur
             self._by_name[full] = cur
-            self._writers[fp] = _Writer(full, cur.cls, standalone, parsed, None, env[_ConverterSource.fn("D", full)])
+            self._writers[fp] = _Writer(full, cur.cls, standalone, parsed, None, env[_ConverterSource.fn("D", full)],
+                                        readers.get(full))
         self._decoders = {full: env[_ConverterSource.fn("D", full)] for full in named}
 
     @classmethod
@@ -449,6 +463,14 @@ class Codec:
         cur = self._current.get(type(obj))
         if cur is None:
             raise RecordEncodeError(f"{type(obj).__name__} is not a record type of this codec")
+        if cur.write is not None:
+            out = bytearray(cur.header)
+            try:
+                cur.write(obj, out)
+            except Exception as exc:  # TypeError, AttributeError, OverflowError, KeyError: see avro_binary
+                raise RecordEncodeError(
+                    f"cannot encode {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
+            return bytes(out)
         buf = io.BytesIO()
         buf.write(cur.header)
         try:
@@ -486,6 +508,8 @@ class Codec:
         if expected is not None and not issubclass(writer.cls, expected):
             raise CorruptRecordError(
                 f"record is a {writer.cls.__name__}, expected {_type_names(expected)}")
+        if writer.read is not None:
+            return self._read_native(writer, fp, data if isinstance(data, bytes) else bytes(data))
         fo = io.BytesIO(data)
         fo.seek(HEADER_LENGTH)
         try:
@@ -501,6 +525,22 @@ class Codec:
             raise CorruptRecordError(
                 f"{writer.name} (writer {fp:#018x}): {what}: {type(exc).__name__}: {exc}") from exc
         if (end := fo.tell()) != size:
+            raise CorruptRecordError(
+                f"{writer.name} (writer {fp:#018x}): {size - end} bytes left after the body")
+        return obj
+
+    @staticmethod
+    def _read_native(writer: _Writer, fp: int, data: bytes) -> Any:
+        """Decode with the generated reader; its errors classified as fastavro's are below."""
+        assert writer.read is not None
+        size = len(data)
+        try:
+            obj, end = writer.read(data, HEADER_LENGTH)
+        except Exception as exc:  # IndexError/EOFError: out of bytes; ValueError/OverflowError: bad body
+            what = "truncated body" if isinstance(exc, (IndexError, EOFError)) else "body does not decode"
+            raise CorruptRecordError(
+                f"{writer.name} (writer {fp:#018x}): {what}: {type(exc).__name__}: {exc}") from exc
+        if end != size:
             raise CorruptRecordError(
                 f"{writer.name} (writer {fp:#018x}): {size - end} bytes left after the body")
         return obj

@@ -153,12 +153,23 @@ def current_sink() -> TransactionSink | None:
     return scope.sink if scope is not None else None
 
 
-def externalize(text: str | None, owner: str | None = None) -> str | None:
-    """``text``, or a reference to it if it is above the bound store's threshold."""
+def externalize(text: str | None, owner: str | None = None, *, transactional: bool = True) -> str | None:
+    """``text``, or a reference to it if it is above the bound store's threshold.
+
+    ``transactional=False`` stores the payload outside the bound transaction (acknowledged at
+    once): for records that leave before the transaction commits (early-dispatched activity
+    requests), whose reference must stay valid even if the transaction aborts.
+    """
     scope = _SCOPE.get()
     if text is None or scope is None or scope.codec is None:
         return text
-    return scope.codec.externalize(text, owner or scope.instance_id)
+    if transactional or scope.sink is None:
+        return scope.codec.externalize(text, owner or scope.instance_id)
+    reset = _SCOPE.set(_Scope(scope.codec, scope.instance_id, None))
+    try:
+        return scope.codec.externalize(text, owner or scope.instance_id)
+    finally:
+        _SCOPE.reset(reset)
 
 
 def resolve(text: str | None) -> str | None:

@@ -409,3 +409,17 @@ def test_continue_as_new_carries_buffered_events_only_when_asked(hub, tmp_path, 
             state = c.get_orchestration_state(iid)
             assert state.runtime_status == OrchestrationStatus.RUNNING
             assert state.get_input()["seen"] == [0]
+
+
+def test_durabletask_style_worker_registers_inside_with_then_starts(hub, tmp_path):
+    """durabletask's own e2e tests enter an empty worker, register, then call start()."""
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "dt"), partitions=hub.partitions)
+    with w:
+        assert not w.is_running
+        w.add_orchestrator(sequence)
+        w.add_activity(hello)
+        w.start()
+        with Client(hub.bootstrap, hub=hub.name) as c:
+            _, state = run(c, sequence)
+    assert state.runtime_status == OrchestrationStatus.COMPLETED
+    assert state.get_output() == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]

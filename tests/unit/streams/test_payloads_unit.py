@@ -139,3 +139,23 @@ def test_kafka_tokens_parse_and_carry_owner() -> None:
     assert store.is_known_token(token) and store.owner_of(token) == "inst:with:colons"
     assert _parse(token)[:4] == (3, 42, 2, 1000)
     assert not store.is_known_token("kafka:v1:nope") and not store.is_known_token('"kafka:v1:3"')
+
+
+def test_activity_inputs_are_stored_outside_the_transaction() -> None:
+    # an early-dispatched activity request must not point at chunks of a transaction that may abort
+    from durable_kafka.streams.payloads import current_sink
+
+    seen: list[object] = []
+
+    class Watching(FakePayloadStore):
+        def upload(self, data: bytes, *, instance_id: str | None = None) -> str:
+            seen.append(current_sink())
+            return super().upload(data, instance_id=instance_id)
+
+    codec = PayloadCodec(Watching(threshold_bytes=100))
+    sink = _Sink()
+    with bind(codec, "i", sink):
+        externalize(json.dumps("a" * 500))
+        externalize(json.dumps("b" * 500), transactional=False)
+        assert current_sink() is sink  # restored afterwards
+    assert seen == [sink, None]
