@@ -20,6 +20,7 @@
 #   make orders        the faust-streaming order service example (examples/orders) on the local broker
 #   make bench-triggers  trigger routes vs Client.schedule_new_orchestration: started/s, latency
 #   make dashboard-screenshots  the dashboard's browser tests, writing each page to docs/img/
+#   make bench-payloads  5 MB payloads through the engine vs plain produce/consume of the same bytes
 #   make clean-state   stop the broker and delete its state (topics, offsets, cluster id)
 
 PYTHON ?= python3
@@ -49,7 +50,7 @@ CLUSTER_ARGS := --base-port $(CLUSTER_BASE_PORT) --state-dir $(STATE_DIR)/cluste
 export DURABLE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export DURABLE_KAFKA_CLUSTER_BASE_PORT := $(CLUSTER_BASE_PORT)
 
-.PHONY: orders bench-triggers venv broker-up broker-down broker-status cluster-up cluster-down cluster-status lint test test-unit \
+.PHONY: orders bench-triggers bench-payloads venv broker-up broker-down broker-status cluster-up cluster-down cluster-status lint test test-unit \
 	chaos clean-state
 
 venv: $(VENV_STAMP)
@@ -165,6 +166,10 @@ bench-triggers: venv broker-up
 # The codec's generated Avro writers/readers against fastavro, CPU per call (no broker needed).
 bench-codec: venv
 	$(VENV_PY) bench/codec.py
+
+# 5 MB payloads through the engine against plain produce/consume of the same bytes (docs/PERFORMANCE.md)
+bench-payloads: venv broker-up
+	$(VENV_PY) bench/payloads.py $(BENCH_ARGS)
 
 # The worked example of issue 7: a faust service, trigger routes, an orchestration, an entity, results out.
 orders: venv broker-up

@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from durable_kafka.errors import CodecError, ConfigurationError, ConsumerFatalError, InvalidArgumentError
 from durable_kafka.streams.codec import Codec
+from durable_kafka.streams.payloads import PayloadCodec, bind, externalize, looks_like_reference, resolve
 from durable_kafka.streams.config import (
     bootstrap_servers,
     command_producer_config,
@@ -139,18 +140,22 @@ def _failure(error: BaseException) -> FailureDetails:
     return FailureDetails.from_exception(error)  # qualified type name and the cause chain
 
 
-def _run_sync(fn: Callable[..., Any], ctx: ActivityContext, text: str | None) -> tuple[str | None, FailureDetails | None]:
+def _run_sync(fn: Callable[..., Any], ctx: ActivityContext, text: str | None,
+              payloads: PayloadCodec | None = None) -> tuple[str | None, FailureDetails | None]:
     try:
-        value = fn(ctx, None if text is None else json.loads(text))
-        return json.dumps(value), None
+        with bind(payloads, ctx.orchestration_id):  # large inputs and results (docs/PAYLOADS.md)
+            value = fn(ctx, None if text is None else json.loads(resolve(text) or ""))
+            return externalize(json.dumps(value)), None
     except Exception as error:  # user code: any failure becomes the activity's failure
         return None, _failure(error)
 
 
-async def _run_async(fn: Callable[..., Any], ctx: ActivityContext, text: str | None) -> tuple[str | None, FailureDetails | None]:
+async def _run_async(fn: Callable[..., Any], ctx: ActivityContext, text: str | None,
+                     payloads: PayloadCodec | None = None) -> tuple[str | None, FailureDetails | None]:
     try:
-        value = await fn(ctx, None if text is None else json.loads(text))
-        return json.dumps(value), None
+        with bind(payloads, ctx.orchestration_id):
+            value = await fn(ctx, None if text is None else json.loads(await _resolve_async(payloads, text, ctx.orchestration_id)))
+            return await asyncio.to_thread(_externalize_in, payloads, ctx.orchestration_id, json.dumps(value)), None
     except Exception as error:  # user code: any failure becomes the activity's failure
         return None, _failure(error)
 
@@ -184,6 +189,16 @@ def _timed(fn: Callable[..., Any], am: Any, is_async: bool) -> Callable[..., Any
 
     return run
 
+async def _resolve_async(payloads: PayloadCodec | None, text: str, instance_id: str) -> str:
+    if payloads is None or not looks_like_reference(text):
+        return text
+    return await asyncio.to_thread(payloads.resolve, text, instance_id)
+
+
+def _externalize_in(payloads: PayloadCodec | None, owner: str, text: str) -> str:
+    """Store a large result off the event loop thread (the loop serves other activities)."""
+    return text if payloads is None else payloads.externalize(text, owner)
+
 
 class ActivityWorker:
     """Consumes activity requests of one hub, runs them and produces their results."""
@@ -191,6 +206,9 @@ class ActivityWorker:
     #: set by the Worker when asked for (durable_kafka._metrics / _tracing); None: off, one check each
     metrics: Any = None  # EngineMetrics
     tracing: Any = None  # Tracing
+
+    #: large inputs and results (docs/PAYLOADS.md): set by the worker; None leaves JSON text as it is
+    payloads: PayloadCodec | None = None
 
     def __init__(
         self,
@@ -444,10 +462,10 @@ class ActivityWorker:
         future: Future
         if inspect.iscoroutinefunction(fn):
             assert self._loop is not None
-            future = asyncio.run_coroutine_threadsafe(_run_async(fn, ctx, request.input), self._loop)
+            future = asyncio.run_coroutine_threadsafe(_run_async(fn, ctx, request.input, self.payloads), self._loop)
         else:
             assert self._executor is not None
-            future = self._executor.submit(_run_sync, fn, ctx, request.input)
+            future = self._executor.submit(_run_sync, fn, ctx, request.input, self.payloads)
         future.add_done_callback(lambda f: None if f.cancelled() else finish(f.result()))
 
     def _observed(self, fn: Callable[..., Any], request: ActivityRequest, message: Message | None) -> Callable[..., Any]:

@@ -25,6 +25,8 @@ from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import bootstrap_servers, consumer_config, resolve_kafka_config
 from durable_kafka.processors.instance_state import InstanceState, apply_event
 from durable_kafka.streams.reading import read_to_end, watermarks
+from durable_kafka.streams.payload_topic import KafkaPayloadStore
+from durable_kafka.streams.payloads import PayloadCodec, bind
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.streams.topics import HubTopics
 
@@ -137,6 +139,7 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
     kafka_config = resolve_kafka_config(kafka_config)
     bootstrap = bootstrap_servers(bootstrap, kafka_config)
     codec, topics, report = Codec.default(), HubTopics(hub), AuditReport()
+    payloads: PayloadCodec | None = None
     def undecodable(message: Any, exc: CodecError) -> None:
         report.problems.append(f"undecodable record at {message.topic()}[{message.partition()}]@{message.offset()}: "
                                f"{exc}")
@@ -181,8 +184,15 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
         items = folded.values()
         for f in Progress.over(items, "replaying instances", len(folded), "instances", enabled=progress):
             status = statuses.get(f.instance_id)  # purged, or another execution: not replayed (as before)
-            if status is not None and status.execution_id == f.execution_id:
+            if status is None or status.execution_id != f.execution_id:
+                continue
+            if payloads is None:  # histories hold references to large payloads: read them, never write
+                payloads = PayloadCodec(KafkaPayloadStore(bootstrap, hub, kafka_config=kafka_config),
+                                        owns_store=True, read_only=True)
+            with bind(payloads, f.instance_id):
                 _replay(orchestrators, f, report)
+    if payloads is not None:
+        payloads.close()
     return report
 
 

@@ -38,6 +38,8 @@ from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, 
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_kafka import triggers
+from durable_kafka import payload
+from durable_kafka.payload import FileSystemPayloadStore, KafkaPayloadStore, LargePayloadStorageOptions, PayloadStore
 
 __all__ = [
     "ActivityContext",
@@ -51,16 +53,20 @@ __all__ = [
     "EntityMetadata",
     "EntityQuery",
     "FailureDetails",
+    "FileSystemPayloadStore",
     "InstanceAlreadyExistsError",
     "InstanceNotFailedError",
     "InstanceNotFoundError",
     "InvalidInstanceIdError",
+    "KafkaPayloadStore",
+    "LargePayloadStorageOptions",
     "NonDeterminismError",
     "OrchestrationContext",
     "OrchestrationFailedError",
     "OrchestrationQuery",
     "OrchestrationState",
     "OrchestrationStatus",
+    "PayloadStore",
     "PurgeInstancesResult",
     "RetryPolicy",
     "TaskFailedError",
@@ -70,6 +76,7 @@ __all__ = [
     "Worker",
     "errors",
     "get_name",
+    "payload",
     "task",
     "triggers",
     "when_all",

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -95,6 +95,7 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, looks_like_reference, resolve_fields
 
 __all__ = ["AsyncClient"]
 
@@ -129,10 +130,12 @@ class AsyncClient:
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         kafka_config: Mapping[str, Any] | None = None,
         default_version: str | None = None,
+        payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self._client = Client(bootstrap_servers, hub, sync_timeout=sync_timeout, kafka_config=kafka_config,
-                              default_version=default_version)
+                              default_version=default_version, payload_store=payload_store)
         self.default_version = default_version
+        self._payloads = self._client._payloads
         self.hub = hub
         self.client_id = self._client.client_id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -384,9 +387,11 @@ class AsyncClient:
     ) -> str:
         """Start a new instance and return its id (see :meth:`Client.schedule_new_orchestration`)."""
         name = _orchestrator_name(orchestrator)
-        return await self._start(name, _to_json(input, "input"), instance_id, _check_start_at(start_at),
-                                 _check_tags(tags), wait_for_acceptance, _check_timeout(timeout),
-                                 _version(version, self.default_version))
+        if input is not None and instance_id is None:  # a stored input is owned by its instance
+            instance_id = uuid.uuid4().hex
+        return await self._start(name, await self._json(input, "input", instance_id), instance_id,
+                                 _check_start_at(start_at), _check_tags(tags), wait_for_acceptance,
+                                 _check_timeout(timeout), _version(version, self.default_version))
 
     async def _start(self, name: str, serialized_input: str | None, instance_id: str | None,
                      start_at: datetime | None, tags: dict[str, str], wait: bool, timeout: float,
@@ -399,6 +404,22 @@ class AsyncClient:
         else:
             await self._send(instance_id, body, wait=False)
         return instance_id
+
+    async def _json(self, value: Any, what: str, owner: str | None) -> str | None:
+        """``_to_json`` with large payloads stored off the event loop (an upload blocks)."""
+        if value is None:
+            return None
+        try:  # small (nearly always): on the loop, no thread
+            return _to_json(value, what, _SMALL_ONLY, owner)
+        except _NeedsStore:
+            return await asyncio.to_thread(_to_json, value, what, self._payloads, owner)
+
+    async def _state(self, status: Any, fetch_payloads: bool) -> OrchestrationState:
+        """The public state; references to large payloads are resolved off the event loop."""
+        if fetch_payloads and any(t is not None and looks_like_reference(t)
+                                  for t in (status.input, status.output, status.custom_status)):
+            return await asyncio.to_thread(state_from_status, status, fetch_payloads=True, payloads=self._payloads)
+        return state_from_status(status, fetch_payloads=fetch_payloads)
 
     async def restart_orchestration(self, instance_id: str, *, restart_with_new_instance_id: bool = False) -> str:
         """Run an ended instance's orchestrator again with its original input; returns the id."""
@@ -417,7 +438,7 @@ class AsyncClient:
         """The instance's state as of now (including anything committed before the call)."""
         validate_instance_id(instance_id)
         status = await self._current_status(instance_id)
-        return None if status is None else state_from_status(status, fetch_payloads=fetch_payloads)
+        return None if status is None else await self._state(status, fetch_payloads)
 
     async def wait_for_orchestration_start(self, instance_id: str, *, fetch_payloads: bool = False,
                                            timeout: float = 60) -> OrchestrationState:
@@ -452,7 +473,7 @@ class AsyncClient:
             seen = status.runtime_status if status is not None else "no status yet"
             raise TimeoutError(f"timed out after {timeout}s waiting for instance {instance_id!r} to {what} "
                                f"(last seen: {seen})")
-        return state_from_status(cache.get(instance_id), fetch_payloads=fetch_payloads)
+        return await self._state(cache.get(instance_id), fetch_payloads)
 
     async def get_state_or_wait(self, instance_id: str, timeout: float) -> OrchestrationState | None:
         """The state now, or once the instance ends if it has not within ``timeout`` (None if unknown).
@@ -475,7 +496,7 @@ class AsyncClient:
         if timeout > 0:
             await self._until(ended, timeout)
         status = cache.get(instance_id)
-        return None if status is None else state_from_status(status, fetch_payloads=True)
+        return None if status is None else await self._state(status, True)
 
     async def query_orchestration_states(self, query: OrchestrationQuery | None = None
                                          ) -> tuple[list[OrchestrationState], str | None]:
@@ -483,7 +504,7 @@ class AsyncClient:
         query = OrchestrationQuery() if query is None else query
         validate_query(query)
         await self._sync(None, self._client._sync_timeout)
-        return page_of(self._client._status.snapshot(), query)
+        return await _off_loop_if_referenced(page_of, self._client._status.snapshot(), query, self._payloads)
 
     async def get_all_orchestration_states(self, query: OrchestrationQuery | None = None
                                            ) -> list[OrchestrationState]:
@@ -495,7 +516,8 @@ class AsyncClient:
         states: list[OrchestrationState] = []
         token = query.continuation_token
         while True:
-            page, token = page_of(snapshot, OrchestrationQuery(**{**vars(query), "continuation_token": token}))
+            page, token = await _off_loop_if_referenced(
+                page_of, snapshot, OrchestrationQuery(**{**vars(query), "continuation_token": token}), self._payloads)
             states.extend(page)
             if token is None:
                 return states
@@ -509,9 +531,10 @@ class AsyncClient:
         client = self._client
         return await asyncio.get_running_loop().run_in_executor(
             self._history,
-            lambda: read_history(client._bootstrap, client._metadata, client._topics.history,
-                                 client._status.partition_of(instance_id), instance_id, status.execution_id,
-                                 client._codec, timeout=60.0, settle=client._sync_timeout),
+            lambda: resolve_fields(read_history(client._bootstrap, client._metadata, client._topics.history,
+                                                client._status.partition_of(instance_id), instance_id,
+                                                status.execution_id, client._codec, timeout=60.0,
+                                                settle=client._sync_timeout), self._payloads, instance_id),
         )
 
     # ------------------------------------------------------------------ commands
@@ -522,14 +545,15 @@ class AsyncClient:
         _check_str(event_name, "event_name")
         if not event_name:
             raise InvalidArgumentError("event_name must not be empty")
-        await self._send(instance_id, RaiseEvent(name=event_name, input=_to_json(data, "data")))
+        await self._send(instance_id, RaiseEvent(name=event_name, input=await self._json(data, "data", instance_id)))
 
     async def terminate_orchestration(self, instance_id: str, *, output: Any = None, recursive: bool = True) -> None:
         """Terminate the instance (and, if ``recursive``, its sub-orchestrations)."""
         validate_instance_id(instance_id)
         if not isinstance(recursive, bool):
             raise InvalidArgumentError(f"recursive must be a bool, got {recursive!r}")
-        await self._send(instance_id, TerminateOrchestration(output=_to_json(output, "output"), recursive=recursive))
+        await self._send(instance_id, TerminateOrchestration(output=await self._json(output, "output", instance_id),
+                                                                 recursive=recursive))
 
     async def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         """Suspend the instance: new events are kept but not processed until resumed."""
@@ -602,8 +626,13 @@ class AsyncClient:
                             signal_time: datetime | None = None, *, wait_for_delivery: bool = True,
                             entity_id: EntityInstanceId | str | None = None, operation: str | None = None) -> None:
         """Send a one-way operation to an entity (at ``signal_time`` if given)."""
-        target, body = signal_request(entity_instance_id, operation_name, input, signal_time,
-                                      entity_id=entity_id, operation=operation)
+        try:  # small (nearly always): on the loop, no thread
+            target, body = signal_request(entity_instance_id, operation_name, input, signal_time,
+                                          entity_id=entity_id, operation=operation, payloads=_SMALL_ONLY)
+        except _NeedsStore:
+            target, body = await asyncio.to_thread(
+                signal_request, entity_instance_id, operation_name, input, signal_time,
+                entity_id=entity_id, operation=operation, payloads=self._payloads)
         await self._send_entity_message(target, body, wait_for_delivery)
 
     async def _send_entity_message(self, entity_id: str, body: SignalEntity | UnlockEntity, wait: bool) -> None:
@@ -621,13 +650,16 @@ class AsyncClient:
         state = self._client._status.get_entity(eid)
         if state is None or state.state is None:
             return None
+        if state.state is not None and include_state and looks_like_reference(state.state):
+            return await asyncio.to_thread(metadata_of, state, include_state, self._payloads)
         return metadata_of(state, include_state)
 
     async def query_entities(self, entity_query: EntityQuery | None = None
                              ) -> tuple[list[EntityMetadata], str | None]:
         """One page of matching entities (ordered by id) and the token of the next page."""
         await self._sync(None, self._client._sync_timeout)
-        return page_of_entities(self._client._status.entity_snapshot(), entity_query or EntityQuery())
+        return await _off_loop_if_referenced(page_of_entities, self._client._status.entity_snapshot(),
+                                             entity_query or EntityQuery(), self._payloads)
 
     async def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
         """Every matching entity, following the pages of :meth:`query_entities` over one snapshot."""
@@ -637,7 +669,8 @@ class AsyncClient:
         out: list[EntityMetadata] = []
         token = query.continuation_token
         while True:
-            page, token = page_of_entities(snapshot, EntityQuery(**{**vars(query), "continuation_token": token}))
+            page, token = await _off_loop_if_referenced(
+                page_of_entities, snapshot, EntityQuery(**{**vars(query), "continuation_token": token}), self._payloads)
             out.extend(page)
             if token is None:
                 return out
@@ -679,3 +712,33 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _NeedsStore(Exception):
+    """A payload above the threshold: store it off the event loop (an upload blocks)."""
+
+
+class _SmallOnly(PayloadCodec):
+    """Leaves small text as it is; raises :class:`_NeedsStore` where a store would be needed."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def externalize(self, text: str, owner: str | None) -> str:
+        if len(text) > 16 * 1024:
+            raise _NeedsStore()
+        return text
+
+
+_SMALL_ONLY = _SmallOnly()
+
+
+async def _off_loop_if_referenced(page: Callable[..., Any], snapshot: Any, query: Any, payloads: PayloadCodec) -> Any:
+    """A page computed on the loop; again in a thread with references resolved, if it holds any."""
+    rows, token = page(snapshot, query)
+    for row in rows:
+        texts = (getattr(row, "serialized_input", None), getattr(row, "serialized_output", None),
+                 getattr(row, "serialized_custom_status", None), getattr(row, "serialized_state", None))
+        if any(isinstance(t, str) and looks_like_reference(t) for t in texts):
+            return await asyncio.to_thread(page, snapshot, query, payloads)
+    return rows, token

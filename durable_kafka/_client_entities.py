@@ -32,6 +32,7 @@ from durable_kafka.entities import CLEAN_OPERATION, EntityInstanceId, convert_st
 from durable_kafka.errors import BrokerError, InvalidArgumentError
 from durable_kafka.streams.events import EntityMessage, EntityState, SignalEntity, UnlockEntity
 from durable_kafka.streams.limits import check_payload_size, check_record_size
+from durable_kafka.streams.payloads import PayloadCodec
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,17 @@ def _matches(s: EntityState, query: EntityQuery, prefix: str | None) -> bool:
     return True
 
 
-def metadata_of(s: EntityState, include_state: bool) -> EntityMetadata:
+def metadata_of(s: EntityState, include_state: bool, payloads: PayloadCodec | None = None) -> EntityMetadata:
+    state = s.state if include_state else None
+    if state is not None and payloads is not None:  # a large state is stored apart (docs/PAYLOADS.md)
+        state = payloads.resolve(state, s.entity_id)
     return EntityMetadata(id=EntityInstanceId.parse(s.entity_id), last_modified=s.last_modified,
                           backlog_queue_size=len(s.queued), locked_by=s.lock_owner,
-                          includes_state=include_state, state=s.state if include_state else None)
+                          includes_state=include_state, state=state)
 
 
-def page_of_entities(snapshot: list[EntityState], query: EntityQuery) -> tuple[list[EntityMetadata], str | None]:
+def page_of_entities(snapshot: list[EntityState], query: EntityQuery,
+                     payloads: PayloadCodec | None = None) -> tuple[list[EntityMetadata], str | None]:
     """One page in entity-id order and the token of the next (None on the last page)."""
     size = query.page_size or DEFAULT_PAGE_SIZE
     if not isinstance(size, int) or size <= 0:
@@ -147,11 +152,13 @@ def page_of_entities(snapshot: list[EntityState], query: EntityQuery) -> tuple[l
         rows = [s for s in rows if s.entity_id > query.continuation_token]
     page = rows[:size]
     token = page[-1].entity_id if len(rows) > size else None
-    return [metadata_of(s, query.include_state) for s in page], token
+    return [metadata_of(s, query.include_state, payloads) for s in page], token
 
 
 class EntityClientMixin:
     """Entity methods of :class:`durable_kafka.Client` (see the module docstring)."""
+
+    _payloads: PayloadCodec  # the client's large-payload codec (docs/PAYLOADS.md)
 
     # ------------------------------------------------------------------ signals
     def signal_entity(self, entity_instance_id: EntityInstanceId | str | None = None, operation_name: str | None = None,
@@ -164,7 +171,7 @@ class EntityClientMixin:
         ``False`` only queues it in the producer (for sending many quickly; ``close()`` flushes).
         """
         target, body = signal_request(entity_instance_id, operation_name, input, signal_time,
-                                      entity_id=entity_id, operation=operation)
+                                      entity_id=entity_id, operation=operation, payloads=self._payloads)
         self._send_entity_message(target, body, wait_for_delivery)
 
     def _send_entity_message(self, entity_id: str, body: Any, wait: bool) -> None:
@@ -208,14 +215,14 @@ class EntityClientMixin:
         s = self._status.get_entity(eid)
         if s is None or s.state is None:
             return None
-        return metadata_of(s, include_state)
+        return metadata_of(s, include_state, self._payloads)
 
     def query_entities(self, entity_query: EntityQuery | None = None) -> tuple[list[EntityMetadata], str | None]:
         """One page of matching entities (ordered by id) and the token of the next page."""
         query = entity_query or EntityQuery()
         self._ensure_open()
         self._status.sync(None, self._sync_timeout)
-        return page_of_entities(self._status.entity_snapshot(), query)
+        return page_of_entities(self._status.entity_snapshot(), query, self._payloads)
 
     def get_all_entities(self, entity_query: EntityQuery | None = None) -> list[EntityMetadata]:
         """Every matching entity, following the pages of :meth:`query_entities`."""
@@ -226,7 +233,8 @@ class EntityClientMixin:
         out: list[EntityMetadata] = []
         token = query.continuation_token
         while True:
-            page, token = page_of_entities(snapshot, EntityQuery(**{**vars(query), "continuation_token": token}))
+            page, token = page_of_entities(snapshot, EntityQuery(**{**vars(query), "continuation_token": token}),
+                                           self._payloads)
             out.extend(page)
             if token is None:
                 return out
@@ -272,7 +280,7 @@ class EntityClientMixin:
 
 def signal_request(entity_instance_id: EntityInstanceId | str | None, operation_name: str | None, input: Any,  # noqa: A002
                    signal_time: datetime | None, *, entity_id: EntityInstanceId | str | None = None,
-                   operation: str | None = None) -> tuple[str, SignalEntity]:
+                   operation: str | None = None, payloads: PayloadCodec | None = None) -> tuple[str, SignalEntity]:
     """The checked target entity id and SignalEntity of a ``signal_entity`` call (shared by
     the sync and async clients, so both validate alike)."""
     entity_instance_id = _one_of(entity_instance_id, entity_id, "entity_instance_id", "entity_id")
@@ -290,6 +298,8 @@ def signal_request(entity_instance_id: EntityInstanceId | str | None, operation_
             payload = json.dumps(input)
         except (TypeError, ValueError) as error:
             raise InvalidArgumentError(f"input is not JSON-serializable: {error}") from None
+        if payloads is not None:  # large inputs are stored, owned by the entity
+            payload = payloads.externalize(payload, str(target))
         check_payload_size(f"the input of operation {operation_name!r} (as JSON)", payload)
     return str(target), SignalEntity(operation=operation_name, input=payload, scheduled_time=signal_time)
 

@@ -8,6 +8,7 @@ payload the caller never reads is never parsed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from typing import Any
 
 from durable_kafka.errors import InvalidArgumentError, OrchestrationFailedError
 from durable_kafka.streams.events import FailureDetails, InstanceStatus
+from durable_kafka.streams.payloads import PayloadCodec, looks_like_reference
 from durable_kafka.streams.status import TERMINAL_STATUSES, OrchestrationStatus
 
 __all__ = [
@@ -94,8 +96,19 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def state_from_status(status: InstanceStatus, *, fetch_payloads: bool) -> OrchestrationState:
-    """Turn a status snapshot into the public state, leaving payloads out unless asked for."""
+def state_from_status(status: InstanceStatus, *, fetch_payloads: bool,
+                      payloads: PayloadCodec | None = None) -> OrchestrationState:
+    """Turn a status snapshot into the public state, leaving payloads out unless asked for.
+
+    With ``payloads``, references to large payloads (docs/PAYLOADS.md) are resolved, so callers
+    see the real input, output and custom status.
+    """
+    if fetch_payloads and payloads is not None and any(
+            t is not None and looks_like_reference(t) for t in (status.input, status.output, status.custom_status)):
+        iid = status.instance_id
+        status = dataclasses.replace(status, input=_resolved(payloads, status.input, iid),
+                                     output=_resolved(payloads, status.output, iid),
+                                     custom_status=_resolved(payloads, status.custom_status, iid))
     try:
         runtime_status = OrchestrationStatus(status.runtime_status)
     except ValueError:
@@ -114,6 +127,10 @@ def state_from_status(status: InstanceStatus, *, fetch_payloads: bool) -> Orches
         failure_details=status.failure_details,
         version=status.version,
     )
+
+
+def _resolved(payloads: PayloadCodec, text: str | None, owner: str) -> str | None:
+    return None if text is None else payloads.resolve(text, owner)
 
 
 # --------------------------------------------------------------------------- query paging
@@ -181,7 +198,7 @@ def _matches(status: InstanceStatus, query: OrchestrationQuery) -> bool:
 
 
 def page_of(
-    statuses: list[InstanceStatus], query: OrchestrationQuery
+    statuses: list[InstanceStatus], query: OrchestrationQuery, payloads: PayloadCodec | None = None
 ) -> tuple[list[OrchestrationState], str | None]:
     """One page of matching states in (created_at, instance_id) order, and the next token."""
     validate_query(query)
@@ -192,5 +209,5 @@ def page_of(
     page = matching[: query.max_instance_count]
     more = len(matching) > len(page)
     token = encode_token(page[-1]) if more and page else None
-    states = [state_from_status(s, fetch_payloads=query.fetch_inputs_and_outputs) for s in page]
+    states = [state_from_status(s, fetch_payloads=query.fetch_inputs_and_outputs, payloads=payloads) for s in page]
     return states, token

@@ -31,6 +31,9 @@ class InMemoryWorker(Worker):
     the Worker's own. ``start()`` / ``stop()`` / ``with worker:`` as on Kafka."""
 
     def __init__(self, backend: Backend, **options: Any) -> None:
+        # no Kafka here, so no Kafka-native payload store: large payloads are off unless a store
+        # is given (docs/PAYLOADS.md); the in-memory handlers do not store payloads yet
+        options.setdefault("payload_store", False)
         super().__init__("in-memory", backend.hub, **options)
         self._backend = backend
 
@@ -193,6 +196,9 @@ class InMemoryClient(Client):
     but timers is pending (see :class:`durable_kafka.testing.InMemoryBackend`)."""
 
     def __init__(self, backend: Backend, **options: Any) -> None:
+        # no Kafka here, so no Kafka-native payload store: large payloads are off unless a store
+        # is given (docs/PAYLOADS.md); the in-memory handlers do not store payloads yet
+        options.setdefault("payload_store", False)
         super().__init__("in-memory", backend.hub, **options)
         self._backend = backend
         self._connected = True

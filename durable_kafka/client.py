@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import KafkaException, Producer
 
@@ -71,7 +71,9 @@ from durable_kafka.streams.events import (
 )
 from durable_kafka.streams.ids import validate_instance_id
 from durable_kafka.streams.limits import check_payload_size, check_record_size
+from durable_kafka.streams.payloads import PayloadCodec, PayloadStore, resolve_fields
 from durable_kafka.streams.topics import HubTopics
+from durable_kafka.payload import payload_codec
 
 __all__ = [
     "Client",
@@ -103,14 +105,20 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _to_json(value: Any, what: str) -> str | None:
-    """User payloads travel as JSON text; None stays None (no payload)."""
+def _to_json(value: Any, what: str, payloads: PayloadCodec | None = None, owner: str | None = None) -> str | None:
+    """User payloads travel as JSON text; None stays None (no payload).
+
+    Text above the payload store's threshold is stored there first (owned by ``owner``) and a
+    reference travels instead (docs/PAYLOADS.md); what still cannot fit is refused here.
+    """
     if value is None:
         return None
     try:
         text = json.dumps(value)
     except (TypeError, ValueError) as error:
         raise InvalidArgumentError(f"{what} is not JSON-serializable: {error}") from None
+    if payloads is not None:
+        text = payloads.externalize(text, owner)
     check_payload_size(f"the {what} (as JSON)", text)
     return text
 
@@ -190,6 +198,7 @@ class Client(EntityClientMixin):
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         kafka_config: Mapping[str, Any] | None = None,
         default_version: str | None = None,
+        payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         _check_str(default_version, "default_version", optional=True)
         #: the version of instances started without one (durabletask's ``default_version``)
@@ -197,6 +206,8 @@ class Client(EntityClientMixin):
         self._kafka_config = resolve_kafka_config(kafka_config)
         self._bootstrap = _resolve_bootstrap(bootstrap_servers, self._kafka_config)
         self._topics = HubTopics(hub)
+        #: large payloads (docs/PAYLOADS.md): None = the hub's Kafka-native store, False = off
+        self._payloads = payload_codec(payload_store, self._bootstrap, hub, self._kafka_config)
         self._connected = False
         self.hub = hub
         self.client_id = f"client-{uuid.uuid4().hex}"
@@ -231,6 +242,7 @@ class Client(EntityClientMixin):
         self._metadata.close()
         if producer is not None:
             producer.flush(DELIVERY_TIMEOUT)
+        self._payloads.close()
 
     def flush(self, timeout: float = DELIVERY_TIMEOUT) -> None:
         """Wait until requests queued by ``wait_for_acceptance=False`` starts are on the broker."""
@@ -265,9 +277,11 @@ class Client(EntityClientMixin):
         broker has them all); a rejection is then not reported.
         """
         name = _orchestrator_name(orchestrator)
+        if input is not None and instance_id is None:  # a stored input is owned by its instance
+            instance_id = uuid.uuid4().hex
         return self._start(
             name,
-            _to_json(input, "input"),
+            _to_json(input, "input", self._payloads, instance_id),
             instance_id,
             _check_start_at(start_at),
             _check_tags(tags),
@@ -328,7 +342,8 @@ class Client(EntityClientMixin):
         """The instance's state as of now (including anything committed before the call)."""
         validate_instance_id(instance_id)
         status = self._current_status(instance_id)
-        return None if status is None else state_from_status(status, fetch_payloads=fetch_payloads)
+        return None if status is None else state_from_status(status, fetch_payloads=fetch_payloads,
+                                                             payloads=self._payloads)
 
     def wait_for_orchestration_start(
         self, instance_id: str, *, fetch_payloads: bool = False, timeout: float = 60
@@ -365,7 +380,7 @@ class Client(EntityClientMixin):
         # for the answer when a newer one was committed before this call.
         self._status.sync([self._status.partition_of(instance_id)], min(timeout, self._sync_timeout))
         status = self._status.wait_for(instance_id, predicate, timeout, what)
-        return state_from_status(status, fetch_payloads=fetch_payloads)
+        return state_from_status(status, fetch_payloads=fetch_payloads, payloads=self._payloads)
 
     def query_orchestration_states(
         self, query: OrchestrationQuery | None = None
@@ -376,7 +391,7 @@ class Client(EntityClientMixin):
         validate_query(query)
         self._ensure_open()
         self._status.sync(None, self._sync_timeout)
-        return page_of(self._status.snapshot(), query)
+        return page_of(self._status.snapshot(), query, self._payloads)
 
     def get_all_orchestration_states(
         self, query: OrchestrationQuery | None = None
@@ -391,18 +406,19 @@ class Client(EntityClientMixin):
         token = query.continuation_token
         while True:
             page_query = OrchestrationQuery(**{**vars(query), "continuation_token": token})
-            page, token = page_of(snapshot, page_query)
+            page, token = page_of(snapshot, page_query, self._payloads)
             states.extend(page)
             if token is None:
                 return states
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
-        """The current execution's history events, in order."""
+        """The current execution's history events, in order (large payloads resolved, as in
+        durabletask: the history topic keeps references, callers see the values)."""
         validate_instance_id(instance_id)
         status = self._current_status(instance_id)
         if status is None:
             raise InstanceNotFoundError(f"instance {instance_id!r} does not exist")
-        return read_history(
+        return resolve_fields(read_history(
             self._bootstrap,
             self._metadata,
             self._topics.history,
@@ -412,7 +428,7 @@ class Client(EntityClientMixin):
             self._codec,
             timeout=60.0,
             settle=self._sync_timeout,
-        )
+        ), self._payloads, instance_id)
 
     def _current_status(self, instance_id: str) -> Any:
         self._ensure_open()
@@ -429,7 +445,7 @@ class Client(EntityClientMixin):
         _check_str(event_name, "event_name")
         if not event_name:
             raise InvalidArgumentError("event_name must not be empty")
-        self._send(instance_id, RaiseEvent(name=event_name, input=_to_json(data, "data")))
+        self._send(instance_id, RaiseEvent(name=event_name, input=_to_json(data, "data", self._payloads, instance_id)))
 
     def terminate_orchestration(
         self, instance_id: str, *, output: Any = None, recursive: bool = True
@@ -440,7 +456,8 @@ class Client(EntityClientMixin):
             raise InvalidArgumentError(f"recursive must be a bool, got {recursive!r}")
         self._send(
             instance_id,
-            TerminateOrchestration(output=_to_json(output, "output"), recursive=recursive),
+            TerminateOrchestration(output=_to_json(output, "output", self._payloads, instance_id),
+                                   recursive=recursive),
         )
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:

@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any, Callable, TypeVar, overload
 
 from durable_kafka.errors import EntityOperationNotFoundError, InvalidArgumentError, InvalidEntityIdError
+from durable_kafka.streams.payloads import externalize, resolve
 
 __all__ = [
     "DurableEntity",
@@ -223,7 +224,7 @@ class EntityContext:
         """The state (a fresh copy each call), ``default`` if the entity has none."""
         if self._state_json is None:
             return default
-        return convert_state(json.loads(self._state_json), intended_type)
+        return convert_state(json.loads(resolve(self._state_json) or ""), intended_type)
 
     def set_state(self, value: Any) -> None:
         """Replace the state; ``None`` deletes it (as :meth:`delete_state`)."""
@@ -250,7 +251,7 @@ class EntityContext:
                 raise InvalidArgumentError(f"signal_time must be a datetime, got {signal_time!r}")
             signal_time = (signal_time.replace(tzinfo=timezone.utc) if signal_time.tzinfo is None
                            else signal_time.astimezone(timezone.utc))
-        payload = None if input is None else _to_json(input, "signal input")
+        payload = None if input is None else externalize(_to_json(input, "signal input"), str(target))
         self._outcome.signals.append(SignalRequest(str(target), operation, payload, signal_time))
 
     def schedule_new_orchestration(self, orchestration_name: str | Callable[..., Any], input: Any = None,  # noqa: A002
@@ -263,7 +264,7 @@ class EntityContext:
         if not isinstance(orchestration_name, str) or not orchestration_name:
             raise InvalidArgumentError(f"orchestration name must be a non-empty str, got {orchestration_name!r}")
         iid = instance_id or uuid.uuid4().hex
-        payload = None if input is None else _to_json(input, "orchestration input")
+        payload = None if input is None else externalize(_to_json(input, "orchestration input"), iid)
         self._outcome.orchestrations.append(OrchestrationRequest(orchestration_name, iid, payload))
         return iid
 

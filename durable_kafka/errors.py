@@ -34,6 +34,7 @@
     │   ├── TemplateFieldMissingError  a template names a field the record does not have
     │   ├── RouteCallableError      a route's callable (field or filter) raised
     │   └── InstanceExistsError     reuse="fail": the instance already exists
+    ├── PayloadUnavailableError     a large-payload reference whose payload is missing or corrupt
     ├── EntityError                 raised while running an entity operation
     │   └── EntityOperationNotFoundError  the entity has no operation of that name
     └── BrokerError                 the broker cannot be assembled/started/reached or refuses
@@ -200,6 +201,22 @@ class PayloadTooLargeError(ClientError, ValueError):
         super().__init__(
             f"{what} is {size:,} bytes as a Kafka record{where}, over the limit of {limit:,} bytes "
             "(Kafka's message.max.bytes); pass large data by reference (a URL or a storage key)")
+
+
+class PayloadUnavailableError(DurableKafkaError):
+    """A payload stored outside its event (docs/PAYLOADS.md) cannot be read back.
+
+    Its chunks are missing (purged, or never committed), do not add up to the recorded size
+    or digest, or the reference is not one this payload store knows. The message names the
+    instance (or entity) the payload belongs to and the reference, so the failing instance is
+    found from the log line alone. Raised by clients reading a state, and inside the worker,
+    where it fails the instance or operation that needed the payload (never a retry loop).
+    """
+
+    def __init__(self, instance_id: str | None, reference: str, reason: str) -> None:
+        self.instance_id, self.reference, self.reason = instance_id, reference, reason
+        owner = f"of instance {instance_id!r} " if instance_id else ""
+        super().__init__(f"the large payload {owner}({reference[:160]}) is unavailable: {reason}")
 
 
 class TimeoutError(ClientError, builtins.TimeoutError):  # noqa: A001 - deliberate: also the builtin one

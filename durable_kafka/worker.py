@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Literal, TypeVar
 
 from confluent_kafka import KafkaException
 
@@ -34,6 +34,8 @@ from durable_kafka.streams.admin import ensure_topics
 from durable_kafka.streams.config import resolve_kafka_config
 from durable_kafka.streams.config import bootstrap_servers as resolve_bootstrap
 from durable_kafka.streams.connection import check_connection, raise_if_unauthorized
+from durable_kafka.streams.payloads import PayloadStore
+from durable_kafka.payload import payload_codec
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics, validate_hub_name
 from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
 
@@ -82,6 +84,9 @@ class Worker:
       ``prometheus_client.CollectorRegistry`` to collect them into instead of (or as well as)
       serving them. ``tracer_provider``: the OpenTelemetry tracer provider for the engine's
       spans (default: the global one; with none configured, tracing is off).
+
+      ``payload_store``: where payloads above its threshold are kept (docs/PAYLOADS.md); None
+      (default) = the hub's Kafka-native store (``<hub>.payloads``), False = large payloads off.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class Worker:
         metrics_addr: str = "0.0.0.0",
         metrics_registry: Any = None,
         tracer_provider: Any = None,
+        payload_store: PayloadStore | Literal[False] | None = None,
     ) -> None:
         self.kafka_config = resolve_kafka_config(kafka_config)
         self.bootstrap = resolve_bootstrap(bootstrap_servers, self.kafka_config)
@@ -128,6 +134,7 @@ class Worker:
         self.maximum_timer_interval = check_maximum_timer_interval(maximum_timer_interval)
         self.early_dispatch = early_dispatch
         self.topics = HubTopics(self.hub)
+        self.payloads = payload_codec(payload_store, self.bootstrap, self.hub, self.kafka_config)
         self._orchestrators = OrchestratorRegistry()
         self._activities = ActivityRegistry()
         self._entities: dict[str, Any] = {}
@@ -299,9 +306,10 @@ class Worker:
             dispatch_topics=(t.activity_requests,) if self.early_dispatch else ())
         self._orch_processor = Processor(
             config, stores,
-            lambda proc: OrchestrationHandler(proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
-                                              action_to_event=_action_event_for, cache_size=self.executor_cache_size,
-                                              on_ended=on_ended),
+            lambda proc: _with_payloads(OrchestrationHandler(
+                proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
+                action_to_event=_action_event_for, cache_size=self.executor_cache_size, on_ended=on_ended),
+                self.payloads),
             name="orchestrations")
         self._observe(self._orch_processor)
         self._orch_processor.start()
@@ -316,6 +324,7 @@ class Worker:
             group_instance_id=f"{self.hub}.activities.{self.worker_id}" if self.static_membership else None,
             kafka_config=self.kafka_config)
         self._activity_worker.metrics, self._activity_worker.tracing = self.metrics, self._tracing
+        self._activity_worker.payloads = self.payloads
         self._activity_worker.start()
         self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
         if self._triggers:  # last: its commands go to processors that are already running
@@ -378,6 +387,7 @@ class Worker:
                     log.exception("stopping %r failed", part)
         self._activity_worker = self._entity_processor = self._orch_processor = None
         self._trigger_processor = None
+        self.payloads.close()  # reopened on the next start if needed
 
     @property
     def is_running(self) -> bool:
@@ -418,3 +428,12 @@ class Worker:
 
 def _action_event_for(action: Any, timestamp: Any, instance_id: str | None = None) -> Any:
     return action_to_event(action, timestamp, instance_id)
+
+
+_H = TypeVar("_H", bound=Any)
+
+
+def _with_payloads(handler: _H, payloads: Any) -> _H:
+    """A processor handler that stores and resolves large payloads with the worker's codec."""
+    handler.payloads = payloads
+    return handler

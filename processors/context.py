@@ -30,6 +30,7 @@ from durable_kafka.errors import (
     TaskFailedError,
 )
 from durable_kafka.streams.events import EventRaised, FailureDetails
+from durable_kafka.streams.payloads import externalize, resolve
 from durable_kafka.streams.status import OrchestrationStatus
 from durable_kafka.task import (
     CancellableTask,
@@ -75,14 +76,22 @@ def ceil_to_ms(value: datetime) -> datetime:
     return value if extra == 0 else value + timedelta(microseconds=1000 - extra)
 
 
-def dumps(value: Any) -> str | None:
-    """Encode a user value as the JSON text carried in events (None stays None)."""
-    return None if value is None else json.dumps(value)
+def dumps(value: Any, owner: str | None = None, *, store: bool = True, transactional: bool = True) -> str | None:
+    """Encode a user value as the JSON text carried in events (None stays None).
+
+    Text above the bound payload store's threshold becomes a reference to the stored payload
+    (docs/PAYLOADS.md), owned by ``owner`` (default: the instance being run). ``store=False``
+    while replaying: a replayed action's input is matched against history, never sent.
+    """
+    if value is None:
+        return None
+    text = json.dumps(value)
+    return externalize(text, owner, transactional=transactional) if store else text
 
 
 def loads(text: str | None) -> Any:
-    """Decode JSON text from an event (None or empty stays None)."""
-    return None if text is None or text == "" else json.loads(text)
+    """Decode JSON text from an event (None or empty stays None); references are resolved."""
+    return None if text is None or text == "" else json.loads(resolve(text) or "")
 
 
 def failure_details_of(ex: BaseException) -> FailureDetails:
@@ -366,7 +375,10 @@ class ExecutionState:
         tags: dict[str, str] | None = None,
     ) -> CompletableTask[Any]:
         name = activity if isinstance(activity, str) else get_name(activity)
-        action = ScheduleTask(self.next_id(), name, dumps(input), dict(tags or {}))
+        # an activity request may leave before the step commits (early dispatch): its large
+        # input is stored outside the transaction, so the reference holds even if it aborts
+        action = ScheduleTask(self.next_id(), name, dumps(input, store=not self.is_replaying_flag, transactional=False),
+                              dict(tags or {}))
         return self._schedule(action, retry_policy, is_sub_orch=False)
 
     def call_sub_orchestrator(
@@ -383,7 +395,8 @@ class ExecutionState:
         name = orchestrator if isinstance(orchestrator, str) else get_name(orchestrator)
         task_id = self.next_id()
         child_id = instance_id if instance_id is not None else f"{self._instance_id}:{task_id:04x}"
-        action = CreateSubOrchestration(task_id, name, child_id, dumps(input), version or self.default_version)
+        action = CreateSubOrchestration(task_id, name, child_id, dumps(input, child_id, store=not self.is_replaying_flag),
+                                        version or self.default_version)
         return self._schedule(action, retry_policy, is_sub_orch=True)
 
     def _schedule(
@@ -449,7 +462,8 @@ class ExecutionState:
             raise InvalidArgumentError("ids starting with '@' are entities: use signal_entity()")
         if not event_name or not event_name.strip():
             raise InvalidArgumentError("send_event(): event_name cannot be empty")
-        self._add(SendEvent(self.next_id(), instance_id, event_name, dumps(data)))
+        self._add(SendEvent(self.next_id(), instance_id, event_name,
+                           dumps(data, instance_id, store=not self.is_replaying_flag)))
 
     def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
         if self.is_done:
@@ -478,7 +492,8 @@ class ExecutionState:
             self._calls_outstanding.add(target)
         task_id = self.next_id()
         request_id = self.new_uuid()
-        self._add(CallEntityAction(task_id, target, operation, dumps(input), request_id))
+        self._add(CallEntityAction(task_id, target, operation, dumps(input, target, store=not self.is_replaying_flag),
+                                   request_id))
         task: CompletableTask[Any] = CompletableTask()
         self.entity_calls[request_id] = (task, target, operation)
         return task
@@ -494,7 +509,8 @@ class ExecutionState:
                 raise InvalidArgumentError("signal_entity(): signal_time must be a datetime or None")
             when = ceil_to_ms(to_utc(signal_time))
         task_id = self.next_id()
-        self._add(SignalEntityAction(task_id, target, operation, dumps(input), self.new_uuid(), when))
+        self._add(SignalEntityAction(task_id, target, operation, dumps(input, target, store=not self.is_replaying_flag),
+                                     self.new_uuid(), when))
 
     def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
         if self._critical_section is not None or self.lock_request is not None:

@@ -23,6 +23,7 @@ from confluent_kafka import Message
 from durable_kafka.errors import CodecError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.events import EntityMessage, EntityState
+from durable_kafka.streams.payloads import PayloadCodec, bind
 from durable_kafka.streams.topics import HubTopics
 
 from . import store as keys
@@ -63,7 +64,8 @@ class EntityHandler(KeyedHandlerShell):
 
     def run_key(self, txn: Transaction, partition: int, key: str, now: datetime,
                 msgs: list[Any], raws: list[Message]) -> None:
-        self._run_entity(txn, partition, key, now, msgs=msgs, raws=raws)
+        with bind(self.payloads, key, txn):  # large states and inputs go into this transaction
+            self._run_entity(txn, partition, key, now, msgs=msgs, raws=raws)
 
     def has_due_work(self, now_ms: int) -> bool:
         return keys.any_due(self.proc.stores, list(self.proc.owned), SCHEDULED_PREFIX, now_ms)
@@ -86,7 +88,8 @@ class EntityHandler(KeyedHandlerShell):
                 due.setdefault(msg.entity_id, []).append(msg)
             self.stats["scheduled_fired"] += len(fired)
             for eid, msgs in due.items():
-                self._run_entity(txn, p, eid, now, fired=msgs)
+                with bind(self.payloads, eid, txn):
+                    self._run_entity(txn, p, eid, now, fired=msgs)
 
     def on_assigned(self, partitions: list[int]) -> None:
         pass
@@ -150,6 +153,12 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
         stuck_after=max(worker.stuck_after, 90.0), static_membership=worker.static_membership)
     entities = dict(worker._entities)
     return Processor(config, stores,
-                     lambda proc: EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,
-                                                entities=entities),
+                     lambda proc: _with_payloads(EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,
+                                                               entities=entities), getattr(worker, "payloads", None)),
                      name="entities")
+
+
+def _with_payloads(handler: EntityHandler, payloads: PayloadCodec | None) -> EntityHandler:
+    """The worker's large-payload codec on the handler (docs/PAYLOADS.md)."""
+    handler.payloads = payloads
+    return handler

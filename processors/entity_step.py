@@ -35,6 +35,7 @@ from durable_kafka.streams import events as ev
 from durable_kafka.streams.events import EntityMessage, EntityState, FailureDetails, HistoryEvent
 
 from durable_kafka.streams.limits import check_payload_size
+from durable_kafka.streams.payloads import discard_owned, externalize, resolve
 
 from . import store as keys
 from .context import failure_details_of
@@ -255,17 +256,21 @@ class EntityStep:
             fn = self.lookup(self.id.name)
             if fn is None:
                 raise EntityOperationNotFoundError(f"no entity named {self.id.name!r} is registered on this worker")
-            value = run_operation(fn, ctx, json.loads(input_json) if input_json is not None else None)
-            result = json.dumps(value) if value is not None else None
+            value = run_operation(fn, ctx, json.loads(resolve(input_json) or "") if input_json is not None else None)
+            # a large result is stored for (and owned by) the caller; a large state, by the entity
+            result = externalize(json.dumps(value), sender or self.eid) if value is not None else None
+            new_state = externalize(ctx.state_json, self.eid) if ctx.state_changed else None
             # what cannot be written fails this operation (rolled back) rather than the partition
             check_payload_size(f"the result of operation {operation!r} on {self.eid}", result)
             if ctx.state_changed:
-                check_payload_size(f"the state of {self.eid} after operation {operation!r}", ctx.state_json)
+                check_payload_size(f"the state of {self.eid} after operation {operation!r}", new_state)
         except Exception as exc:  # noqa: BLE001 - user code: any error fails this operation only
             failure = failure_details_of(exc)
         if failure is None:
             if ctx.state_changed:
-                s.state = ctx.state_json
+                if s.state is not None and s.state != new_state:
+                    discard_owned(self.eid, [s.state])  # the replaced state's stored payload, if any
+                s.state = new_state
                 s.last_modified = self.now
                 self.visible = True
             self._send_effects(ctx)

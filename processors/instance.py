@@ -33,6 +33,7 @@ from durable_kafka.streams.events import (
     InstanceStatus,
     OrchestratorMessage,
 )
+from durable_kafka.streams.payloads import discard_owned
 from durable_kafka.streams.status import ACTIVE_STATUSES, OrchestrationStatus
 from durable_kafka.versioning import version_failure
 
@@ -321,6 +322,8 @@ class InstanceStep:
         if m.body.recursive:
             for child in h.children:
                 self._send(child, ev.PurgeOrchestration(recursive=True))
+        # the large payloads this instance owns go with it (tombstones in this transaction)
+        discard_owned(self.iid, [h, *(self.load_history(self.iid, h.execution_id) if h.history_length else [])])
         self._delete_execution(h)
         self.out.puts[keys.instance_key(self.iid)] = None
         self.out.produce.append(Produce(self.t.status, self.iid, None))

@@ -28,6 +28,7 @@ from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.events import FailureDetails, HistoryEvent, InstanceHeader, InstanceStatus, OrchestratorMessage
 from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.payloads import bind
 from durable_kafka.streams.status import TERMINAL_STATUSES as TERMINAL
 
 from . import store as keys
@@ -210,6 +211,13 @@ class OrchestrationHandler(KeyedHandlerShell):
     def _run_instance(self, txn: Transaction, partition: int, iid: str, now: datetime, *,
                       msgs: Sequence[OrchestratorMessage] = (), raws: Sequence[Message] = (),
                       timers: Sequence[ev.TimerRecord] = ()) -> None:
+        # large payloads of this instance are stored (and read) inside this transaction
+        with bind(self.payloads, iid, txn):
+            self._run_instance_bound(txn, partition, iid, now, msgs=msgs, raws=raws, timers=timers)
+
+    def _run_instance_bound(self, txn: Transaction, partition: int, iid: str, now: datetime, *,
+                            msgs: Sequence[OrchestratorMessage] = (), raws: Sequence[Message] = (),
+                            timers: Sequence[ev.TimerRecord] = ()) -> None:
         self.touch(iid)
         before: tuple[str, str] | None = None
         try:

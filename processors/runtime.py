@@ -28,6 +28,7 @@ from durable_kafka.streams.reading import read_to_end, watermarks
 
 from durable_kafka.errors import ConsumerFatalError, ProcessorStuckError
 from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
+from durable_kafka.streams.payload_topic import produce_and_wait
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
 from .store import MAX_STATE_AGE_S, StoreSet
@@ -170,6 +171,19 @@ class Transaction:
         if left:
             raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
                                             f"{left} dispatched records not acknowledged in {timeout}s"))
+
+
+    def produce_flushed(self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]) -> list[int]:
+        """Produce ``records`` into this transaction and return their offsets (large-payload chunks).
+
+        The chunks of a large payload must be in the transaction before the event that refers
+        to them, and the reference names their offsets, so this waits for the broker's
+        acknowledgement (they stay invisible to read_committed readers until the commit).
+        """
+        for key, value in records:
+            check_record_size(topic, key, value, "a large-payload chunk")
+        self.produced += len(records)
+        return produce_and_wait(self._producer, topic, partition, records)
 
 
 class Handler(Protocol):

@@ -24,6 +24,7 @@ from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
 from durable_kafka.streams.deadletter import dead_letter_for, misrouted_reason
 from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.payloads import PayloadCodec
 
 from .instance import Outcome
 from .runtime import Processor, Transaction
@@ -40,6 +41,8 @@ class KeyedHandlerShell:
 
     #: the record type every source record must decode to
     message_type: type = object
+    #: large payloads (docs/PAYLOADS.md): set by the worker; None leaves JSON text as it is
+    payloads: PayloadCodec | None = None
 
     def __init__(self, processor: Processor, *, deadletter_topic: str, codec: Codec | None) -> None:
         self.proc = processor

@@ -224,6 +224,14 @@ SPECS: tuple[TopicSpec, ...] = (
         None,
         "entity processor state (RocksDB is a cache of it)",
     ),
+    TopicSpec(
+        "payloads",
+        "payload id:chunk index",
+        (),  # raw bytes: chunks of JSON text too large for an event (docs/PAYLOADS.md)
+        "compact",
+        None,
+        "large payloads in chunks, referenced from events (tombstoned when their owner is purged)",
+    ),
 )
 
 
@@ -268,6 +276,7 @@ class HubTopics:
         "deadletter",
         "orchestrations_changelog",
         "entities_changelog",
+        "payloads",
     )
 
     hub: str
@@ -280,6 +289,7 @@ class HubTopics:
     deadletter: str
     orchestrations_changelog: str
     entities_changelog: str
+    payloads: str
 
     def __init__(self, hub: str) -> None:
         self.hub = validate_hub_name(hub)

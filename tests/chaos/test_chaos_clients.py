@@ -44,7 +44,9 @@ def keep(ctx: EntityContext, value):
 
 
 def _worker(hub, tmp_path) -> Worker:
-    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions)
+    # large payloads off: this scenario is about what a Kafka record cannot carry (docs/PAYLOADS.md)
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions,
+               payload_store=False)
     for o in (bloat, echo, gated):
         w.add_orchestrator(o)
     w.add_activity(make_big)
@@ -55,7 +57,7 @@ def _worker(hub, tmp_path) -> Worker:
 @pytest.mark.hub_partitions(2)
 def test_oversized_payloads_are_refused_at_once_or_fail_the_one_instance(hub, tmp_path):
     refusals: list[tuple[str, float]] = []
-    with _worker(hub, tmp_path) as worker, Client(hub.bootstrap, hub=hub.name) as client:
+    with _worker(hub, tmp_path) as worker, Client(hub.bootstrap, hub=hub.name, payload_store=False) as client:
         for what, call in [
             ("start input 2 MB", lambda: client.schedule_new_orchestration(echo, input="z" * 2_000_000)),
             ("event 1.5 MB", lambda: client.raise_orchestration_event("any", "e", data="z" * 1_500_000)),

@@ -11,6 +11,8 @@ EXPECTED = {
     "OrchestrationStatus", "PurgeInstancesResult", "RetryPolicy", "TaskFailedError", "Worker", "errors",
     "VersionFailureStrategy", "VersionMatchStrategy", "VersioningOptions", "InstanceNotFailedError",
     "get_name", "task", "triggers", "when_all", "when_any",
+    # large payloads (docs/PAYLOADS.md)
+    "FileSystemPayloadStore", "KafkaPayloadStore", "LargePayloadStorageOptions", "PayloadStore", "payload",
 }
 
 
