@@ -33,12 +33,19 @@ from durable_kafka.client import (
 )
 from durable_kafka._client_async import AsyncClient
 from durable_kafka.worker import Worker
+from durable_kafka._work_items import (
+    ActivityWorkItemFilter,
+    EntityWorkItemFilter,
+    OrchestrationWorkItemFilter,
+    WorkItemFilters,
+)
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_kafka import triggers
 
 __all__ = [
     "ActivityContext",
+    "ActivityWorkItemFilter",
     "AsyncClient",
     "CleanEntityStorageResult",
     "Client",
@@ -48,6 +55,7 @@ __all__ = [
     "EntityInstanceId",
     "EntityMetadata",
     "EntityQuery",
+    "EntityWorkItemFilter",
     "FailureDetails",
     "InstanceAlreadyExistsError",
     "InstanceNotFoundError",
@@ -58,9 +66,11 @@ __all__ = [
     "OrchestrationQuery",
     "OrchestrationState",
     "OrchestrationStatus",
+    "OrchestrationWorkItemFilter",
     "PurgeInstancesResult",
     "RetryPolicy",
     "TaskFailedError",
+    "WorkItemFilters",
     "Worker",
     "errors",
     "get_name",

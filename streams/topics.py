@@ -26,6 +26,9 @@ __all__ = [
     "catalog",
     "durability_for",
     "validate_hub_name",
+    "ACTIVITY_TOPIC_INFIX",
+    "activity_topic",
+    "activity_topic_spec",
 ]
 
 HUB_NAME_MAX_LENGTH = 64
@@ -224,6 +227,14 @@ SPECS: tuple[TopicSpec, ...] = (
         None,
         "entity processor state (RocksDB is a cache of it)",
     ),
+    TopicSpec(
+        "workers",
+        "worker id",
+        (events.WorkerRegistration,),
+        "compact",
+        None,
+        "what each live worker hosts (routing of activity requests, hub consistency checks)",
+    ),
 )
 
 
@@ -268,6 +279,7 @@ class HubTopics:
         "deadletter",
         "orchestrations_changelog",
         "entities_changelog",
+        "workers",
     )
 
     hub: str
@@ -280,11 +292,16 @@ class HubTopics:
     deadletter: str
     orchestrations_changelog: str
     entities_changelog: str
+    workers: str
 
     def __init__(self, hub: str) -> None:
         self.hub = validate_hub_name(hub)
         for spec in SPECS:
             setattr(self, spec.name_suffix.replace("-", "_"), f"{hub}.{spec.name_suffix}")
+
+    def activity_topic(self, name: str) -> str:
+        """The request topic of activity ``name`` (:func:`activity_topic`)."""
+        return activity_topic(self.hub, name)
 
     def all(self) -> list[str]:
         """Every topic name of the hub, in catalog order."""
@@ -292,3 +309,35 @@ class HubTopics:
 
     def __repr__(self) -> str:
         return f"HubTopics({self.hub!r})"
+
+
+# --------------------------------------------------------------------------- per-activity topics
+
+#: ``<hub>.activity.<name>``: one request topic per activity name (docs/ROUTING.md)
+ACTIVITY_TOPIC_INFIX = "activity."
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,120}")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def activity_topic(hub: str, name: str) -> str:
+    """The topic that carries the requests of activity ``name`` on ``hub``.
+
+    A name of letters, digits, '-' and '_' (up to 120) is used as is, so operators recognise
+    it; any other name is sanitised and suffixed with 12 hex digits of its SHA-256, so distinct
+    names never share a topic and the result is always a legal topic name. A pure function of
+    the name: every writer and reader computes the same topic without asking anyone.
+    """
+    import hashlib
+
+    if _SAFE_NAME.fullmatch(name):
+        suffix = name
+    else:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+        suffix = f"{_UNSAFE_CHAR.sub('_', name)[:80]}-{digest}"
+    return f"{hub}.{ACTIVITY_TOPIC_INFIX}{suffix}"
+
+
+def activity_topic_spec() -> TopicSpec:
+    """How the broker keeps a per-activity request topic (created on demand, not in the catalog)."""
+    return TopicSpec("activity.<name>", "instance id", (events.ActivityRequest,), "delete", 7 * _DAY_MS,
+                     "requests for one activity, read by the workers that host it")

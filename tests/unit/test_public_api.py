@@ -10,6 +10,8 @@ EXPECTED = {
     "OrchestrationContext", "OrchestrationFailedError", "OrchestrationQuery", "OrchestrationState",
     "OrchestrationStatus", "PurgeInstancesResult", "RetryPolicy", "TaskFailedError", "Worker", "errors",
     "get_name", "task", "triggers", "when_all", "when_any",
+    # work-item filters (durabletask names; docs/ROUTING.md)
+    "ActivityWorkItemFilter", "EntityWorkItemFilter", "OrchestrationWorkItemFilter", "WorkItemFilters",
 }
 
 
@@ -33,7 +35,8 @@ def test_client_and_worker_method_names():
                  "purge_orchestration", "get_all_orchestration_states", "signal_entity", "get_entity",
                  "get_all_entities", "clean_entity_storage"):
         assert callable(getattr(durable_kafka.Client, name)), name
-    for name in ("add_orchestrator", "add_activity", "add_entity", "start", "stop", "__enter__", "__exit__"):
+    for name in ("add_orchestrator", "add_activity", "add_entity", "start", "stop", "__enter__", "__exit__",
+                 "use_work_item_filters"):
         assert callable(getattr(durable_kafka.Worker, name)), name
 
 

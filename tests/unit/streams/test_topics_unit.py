@@ -27,6 +27,7 @@ ARCHITECTURE_TABLE = {
     "deadletter": ("delete", -1),
     "orchestrations-changelog": ("compact", None),
     "entities-changelog": ("compact", None),
+    "workers": ("compact", None),
 }
 
 
@@ -65,6 +66,7 @@ def test_hub_topics_names_match_catalog() -> None:
     names = HubTopics("orders")
     assert names.orchestrator_events == "orders.orchestrator-events"
     assert names.activity_requests == "orders.activity-requests"
+    assert names.workers == "orders.workers"
     assert names.entity_operations == "orders.entity-operations"
     assert names.history == "orders.history"
     assert names.status == "orders.status"
