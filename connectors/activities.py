@@ -204,7 +204,7 @@ class ActivityWorker:
         names = registry.names() if hosted is None else list(hosted)
         self._take_all = "*" in names
         self._hosted = frozenset(n for n in names if n != "*")
-        self._ensure_topics = ensure_topics
+        self._ensure_topics = ensure_topics or self._create_topics
         self._known_topics: set[str] = set()
         #: static membership: a restarted worker with the same id gets its partitions back at
         #: once (no rebalance); one that is gone is replaced after the session timeout
@@ -237,6 +237,9 @@ class ActivityWorker:
         if self._started:
             raise ConfigurationError("an ActivityWorker can be started once; make a new one")
         self._started = True
+        if self._hosted:  # subscribe to topics that exist (a missing one is only logged as unavailable)
+            self._ensure_topics(sorted(self._hosted))
+            self._known_topics.update(self._topics.activity_topic(n) for n in self._hosted)
         self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="activity")
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
@@ -268,6 +271,16 @@ class ActivityWorker:
         )
         self._thread = threading.Thread(target=self._run, name="activity-worker", daemon=True)
         self._thread.start()
+
+    def _create_topics(self, names: list[str]) -> None:
+        """Create request topics with the hub's partition count (used when none was given)."""
+        from durable_kafka.streams.admin import _admin, ensure_activity_topics, existing_partitions
+        from durable_kafka.streams.topics import DEFAULT_PARTITIONS
+
+        admin = _admin(self._bootstrap, self._kafka_config)
+        counts = existing_partitions(admin, [self._topics.orchestrator_events], 30, self._bootstrap)
+        ensure_activity_topics(self._topics.hub, names, counts.get(self._topics.orchestrator_events, DEFAULT_PARTITIONS),
+                               self._bootstrap, kafka_config=self._kafka_config, admin=admin)
 
     def subscription(self) -> list[str]:
         """The topics this worker reads: its activities' topics (or all, as a pattern) and the
@@ -571,6 +584,14 @@ class ActivityWorker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = [(tp.topic, tp.partition) for tp in partitions]
         if self._producer is not None:
+            # finish what is running for these partitions first (bounded by the drain timeout),
+            # so that scaling a set of activities out or in re-runs nothing: the new owner
+            # starts after the last request this worker answered
+            deadline = time.monotonic() + self._drain_timeout
+            while time.monotonic() < deadline and any(
+                    (t := self._trackers.get(key)) is not None and t.order for key in revoked):
+                self._service(self._producer)
+                self._producer.poll(_BUSY_POLL)
             self._producer.poll(0)  # take in acknowledgements that already arrived
         self._commit(sync=True, partitions=revoked)
         for partition in revoked:

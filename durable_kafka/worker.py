@@ -252,8 +252,6 @@ class Worker:
             hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
             partitions=self.partitions, hosting=hosting)
         membership.start_view()  # WorkItemFilterError when this worker's sets conflict with the hub's
-        if hosting.activities and not hosting.all_activities:
-            membership.ensure_activity_topics(hosting.activities)
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
                         t.deadletter, activity_topic=t.activity_topic)
         executor = OrchestrationExecutor(self._orchestrators)
