@@ -118,6 +118,11 @@ class HubMembership:
     def publish(self) -> None:
         """Tell the hub what this worker hosts (after its parts are serving), then keep it fresh."""
         h = self.hosting
+        if not self.view.available:
+            log.warning("hub %s has no %s topic (create the hub's topics with `python -m durable_kafka topics create`):"
+                        " this worker's activities are served but the hub cannot see who hosts them",
+                        self.hub, self.topics.workers)
+            return
         registration = WorkerRegistration(
             worker_id=self.worker_id, heartbeat_at=datetime.now(timezone.utc), heartbeat_ms=0,
             orchestrations=h.orchestrations if h.run_orchestrations else [],

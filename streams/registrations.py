@@ -67,12 +67,15 @@ class RegistrationView:
         self._thread: threading.Thread | None = None
         self._eof: set[int] = set()
         self._partitions = 0
+        #: False when the topic does not exist (a hub created before routing, topics not created)
+        self.available = False
 
     def start(self) -> RegistrationView:
         metadata = self._consumer.list_topics(self._topic, timeout=30)
         topic = metadata.topics.get(self._topic)
         partitions = sorted(topic.partitions) if topic is not None and topic.error is None else []
         self._partitions = len(partitions)
+        self.available = bool(partitions)
         if not partitions:
             log.warning("registration topic %s is missing; no worker is known to host anything", self._topic)
             self._caught_up.set()
