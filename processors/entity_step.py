@@ -254,7 +254,9 @@ class EntityStep:
         try:
             fn = self.lookup(self.id.name)
             if fn is None:
-                raise EntityOperationNotFoundError(f"no entity named {self.id.name!r} is registered on this worker")
+                raise EntityOperationNotFoundError(
+                    f"no entity named {self.id.name!r} is registered on this worker (every worker that runs "
+                    f"the entities of a hub must register the same entities: docs/ROUTING.md)")
             value = run_operation(fn, ctx, json.loads(input_json) if input_json is not None else None)
             result = json.dumps(value) if value is not None else None
             # what cannot be written fails this operation (rolled back) rather than the partition

@@ -45,6 +45,7 @@ class ActivityRouter:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         self._last_warned: dict[str, float] = {}
+        self._hosted_until: dict[str, float] = {}
         self._clock = clock
 
     def prepare(self, records: Iterable[tuple[str, Any]]) -> None:
@@ -66,9 +67,14 @@ class ActivityRouter:
             self._report_if_unhosted(name)
 
     def _report_if_unhosted(self, name: str) -> None:
-        if self._hosts is None or self._hosts.hosts_of_activity(name):
+        if self._hosts is None:
             return
         now = self._clock()
+        if self._hosted_until.get(name, 0.0) > now:  # a host was seen within the last second
+            return
+        if self._hosts.hosts_of_activity(name):
+            self._hosted_until[name] = now + 1.0
+            return
         last = self._last_warned.get(name)
         if last is not None and now - last < UNHOSTED_LOG_INTERVAL:
             return

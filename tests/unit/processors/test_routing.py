@@ -70,6 +70,10 @@ def test_an_activity_without_a_live_host_is_logged_once_a_minute(caplog: pytest.
     clock.now += UNHOSTED_LOG_INTERVAL
     router.prepare([("t", _request("ship"))])
     assert len(caplog.records) == 2
+    hosts.hosted["ship"] = []  # the host went away: said again (after the one-second memo)
+    clock.now += 1
+    router.prepare([("t", _request("ship"))])
+    assert len(caplog.records) == 3
 
 
 def test_records_without_requests_cost_nothing() -> None:
