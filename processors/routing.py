@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaError, KafkaException
+
+from durable_kafka.errors import KafkaAuthorizationError
 from durable_kafka.streams.events import ActivityRequest
 
 __all__ = ["ActivityRouter", "HostLookup", "hub_set_mismatch"]
@@ -51,8 +54,10 @@ class ActivityRouter:
     def prepare(self, records: Iterable[tuple[str, Any]]) -> None:
         """Before a transaction writes ``records`` (topic, value): their activity topics exist.
 
-        Raises what topic creation raises (e.g. ``KafkaAuthorizationError``): the transaction
-        is then not attempted and the batch is retried, so no request is written to nowhere.
+        A failed creation raises a ``KafkaException`` before the transaction writes anything:
+        a transport error, which the runtime aborts and retries with back-off (the input is
+        never dead-lettered for it), or an authorization error, which stops the processor with
+        ``KafkaAuthorizationError``. No request is written to a missing topic.
         """
         names = sorted({v.name for _t, v in records if isinstance(v, ActivityRequest)})
         if not names:
@@ -60,7 +65,13 @@ class ActivityRouter:
         with self._lock:
             new = [n for n in names if n not in self._known]
         if new:
-            self._ensure_topics(new)
+            try:
+                self._ensure_topics(new)
+            except KafkaAuthorizationError as exc:  # the processor stops and says so: a retry cannot help
+                raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, str(exc))) from exc
+            except Exception as exc:  # a Kafka error the runtime retries (abort, back off), never a dead letter
+                raise KafkaException(KafkaError(
+                    KafkaError._TRANSPORT, f"creating the request topics of {', '.join(new)} failed: {exc}")) from exc
             with self._lock:
                 self._known.update(new)
         for name in names:

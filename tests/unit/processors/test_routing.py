@@ -5,6 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from confluent_kafka import KafkaException
+
+from durable_kafka.errors import KafkaAuthorizationError
+from durable_kafka.processors.runtime import is_incurable
+from durable_kafka.streams.connection import authorization_error
 
 from durable_kafka.processors.routing import UNHOSTED_LOG_INTERVAL, ActivityRouter, hub_set_mismatch
 from durable_kafka.streams.events import ActivityRequest, HistoryRecord
@@ -48,10 +53,20 @@ def test_a_failed_creation_is_retried_with_the_next_batch() -> None:
             raise RuntimeError("broker unavailable")
 
     router = ActivityRouter("shop", ensure)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(KafkaException) as raised:  # curable: the runtime aborts and retries the batch
         router.prepare([("t", _request("charge"))])
+    assert not is_incurable(raised.value) and authorization_error(raised.value) is None
     router.prepare([("t", _request("charge"))])
     assert calls == [["charge"], ["charge"]]
+
+
+def test_an_acl_denial_stops_the_processor_instead_of_dead_lettering() -> None:
+    def ensure(names: list[str]) -> None:
+        raise KafkaAuthorizationError("not authorized to create topic", "topic", "shop.activity.charge")
+
+    with pytest.raises(KafkaException) as raised:
+        ActivityRouter("shop", ensure).prepare([("t", _request("charge"))])
+    assert authorization_error(raised.value) is not None
 
 
 def test_an_activity_without_a_live_host_is_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
