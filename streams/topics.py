@@ -81,10 +81,12 @@ class TopicSpec:
     retention_ms: int | None
     description: str
     partitions: Literal["hub"] | int = "hub"
+    #: further topic configs, as (name, value) pairs
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def broker_config(self) -> dict[str, str]:
         """Topic-level configs to create the topic with (all values as strings, as Kafka wants)."""
-        config = {"cleanup.policy": self.cleanup_policy}
+        config = {"cleanup.policy": self.cleanup_policy, **dict(self.extra_config)}
         if self.retention_ms is not None:
             config["retention.ms"] = str(self.retention_ms)
         return config
@@ -234,6 +236,9 @@ SPECS: tuple[TopicSpec, ...] = (
         "compact",
         None,
         "what each live worker hosts (routing of activity requests, hub consistency checks)",
+        # heartbeats every few seconds: roll segments hourly so compaction keeps the topic (and
+        # what a starting worker reads) to about one record per worker
+        extra_config=(("segment.ms", str(_HOUR_MS)),),
     ),
 )
 

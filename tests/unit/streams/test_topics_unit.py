@@ -43,6 +43,11 @@ def test_catalog_has_every_documented_topic_with_its_policy() -> None:
             assert topic.config["retention.ms"] == str(retention)
 
 
+def test_the_registration_topic_rolls_segments_so_compaction_keeps_it_small() -> None:
+    (workers,) = [t for t in catalog("orders") if t.spec.name_suffix == "workers"]
+    assert workers.config["segment.ms"] == "3600000" and workers.config["cleanup.policy"] == "compact"
+
+
 def test_every_topic_uses_the_hub_partition_count() -> None:
     assert {t.partitions for t in catalog("orders", partitions=7)} == {7}
     assert {t.partitions for t in catalog("orders")} == {12}
