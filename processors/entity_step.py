@@ -254,6 +254,7 @@ class EntityStep:
         try:
             fn = self.lookup(self.id.name)
             if fn is None:
+                _warn_unhosted(self.id.name)
                 raise EntityOperationNotFoundError(
                     f"no entity named {self.id.name!r} is registered on this worker (every worker that runs "
                     f"the entities of a hub must register the same entities: docs/ROUTING.md)")
@@ -305,3 +306,21 @@ class EntityStep:
         self.out.produce.append(Produce(self.t.orchestrator_events, instance_id, ev.OrchestratorMessage(
             id=str(uuid.uuid5(NAMESPACE, f"{self.eid}/{body.request_id}/{body.lock_granted}")),
             instance_id=instance_id, sent_at=self.now, body=body)))
+
+
+_UNHOSTED_WARNED: dict[str, float] = {}
+
+
+def _warn_unhosted(name: str) -> None:
+    """Say (once a minute per name) that operations of an entity nobody registered fail.
+
+    A signal has no caller to tell; without this line its failure would only be in the
+    entity's history.
+    """
+    import time
+
+    now = time.monotonic()
+    if now - _UNHOSTED_WARNED.get(name, -60.0) >= 60.0:
+        _UNHOSTED_WARNED[name] = now
+        log.warning("operations of entity %r fail: no entity of that name is registered on the workers that run "
+                    "this hub's entities (they must all register the same entities: docs/ROUTING.md)", name)
