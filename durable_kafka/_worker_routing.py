@@ -37,10 +37,26 @@ class Hosting:
     activities: list[str]
     entities: list[str]
     run_orchestrations: bool
+    #: orchestrator name -> the versions its filter accepts (empty: any); None: no filters
+    orchestration_versions: dict[str, list[str]] | None = None
 
     @property
     def all_activities(self) -> bool:
         return "*" in self.activities
+
+    def accepts_orchestration(self, name: str, version: str | None = None) -> bool:
+        """Whether this worker's filters take work of orchestrator ``name`` at ``version``.
+
+        For the orchestration processor's hold of work it does not accept (the versioning
+        feature's REJECT path): a name or version outside the filters stays PENDING there, as
+        durabletask's backend never dispatches it. Without filters everything is accepted.
+        """
+        if self.orchestration_versions is None:
+            return True
+        versions = self.orchestration_versions.get(name)
+        if versions is None:
+            return False
+        return not versions or version in versions
 
 
 def resolve_hosting(filters: Any, orchestrations: list[str], activities: list[str],
@@ -55,7 +71,7 @@ def resolve_hosting(filters: Any, orchestrations: list[str], activities: list[st
     processor, unless it hosts nothing at all (a bare worker keeps the hub's instances moving).
     """
     if filters is None:
-        return Hosting(sorted(orchestrations), ["*"], sorted(entities), True)
+        return Hosting(sorted(orchestrations), ["*"], sorted(entities), True, None)
     if filters is AUTO:
         chosen = WorkItemFilters.from_names(orchestrations, activities, entities)
     elif isinstance(filters, WorkItemFilters):
@@ -66,7 +82,8 @@ def resolve_hosting(filters: Any, orchestrations: list[str], activities: list[st
     orch = sorted({f.name for f in chosen.orchestrations})
     acts = sorted({f.name for f in chosen.activities})
     ents = sorted({f.name for f in chosen.entities})
-    return Hosting(orch, acts, ents, bool(orch) or not (acts or ents))
+    versions = {f.name: list(f.versions) for f in chosen.orchestrations}
+    return Hosting(orch, acts, ents, bool(orch) or not (acts or ents), versions)
 
 
 class HubMembership:

@@ -22,7 +22,7 @@ from durable_kafka._work_items import (  # noqa: F401 - durabletask imports them
     OrchestrationWorkItemFilter,
     WorkItemFilters,
 )
-from durable_kafka._worker_routing import AUTO, HubMembership, resolve_hosting
+from durable_kafka._worker_routing import AUTO, Hosting, HubMembership, resolve_hosting
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.processors.actions import action_to_event
@@ -120,6 +120,8 @@ class Worker:
         self._activity_worker: ActivityWorker | None = None
         self._work_item_filters: Any = AUTO  # docs/ROUTING.md
         self._membership: HubMembership | None = None
+        #: what this worker hosts, resolved at start (``accepts_orchestration`` for version/name holds)
+        self._hosting: Hosting | None = None
 
     # ------------------------------------------------------------------ registration
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
@@ -248,6 +250,7 @@ class Worker:
         t = self.topics
         hosting = resolve_hosting(self._work_item_filters, self._orchestrators.names(), self._activities.names(),
                                   sorted(self._entities))
+        self._hosting = hosting
         self._membership = membership = HubMembership(
             hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
             partitions=self.partitions, hosting=hosting)

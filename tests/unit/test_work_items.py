@@ -64,3 +64,13 @@ def test_use_work_item_filters_checks_its_argument_and_is_before_start() -> None
     w.use_work_item_filters(WorkItemFilters())
     with pytest.raises(WorkItemFilterError):
         w.use_work_item_filters(["charge"])
+
+
+def test_accepts_orchestration_follows_names_and_versions_of_the_filters() -> None:
+    h = resolve_hosting(WorkItemFilters([OrchestrationWorkItemFilter("order_flow", ["3.0"])]), ORCH, ACTS, ENTS)
+    assert h.accepts_orchestration("order_flow", "3.0")
+    assert not h.accepts_orchestration("order_flow", "2.0") and not h.accepts_orchestration("order_flow")
+    assert not h.accepts_orchestration("other", "3.0")
+    auto = resolve_hosting(AUTO, ORCH, ACTS, ENTS)
+    assert auto.accepts_orchestration("order_flow", "any") and not auto.accepts_orchestration("other")
+    assert resolve_hosting(None, ORCH, ACTS, ENTS).accepts_orchestration("anything")
