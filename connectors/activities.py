@@ -412,7 +412,12 @@ class ActivityWorker:
         except CodecError as error:
             self._dead_letter(message, tracker.epoch, error)
             return
-        if source == self._topics.activity_requests and not self.hosts(request.name):
+        if not self.hosts(request.name):
+            # the shared topic of earlier releases, or (never expected) a partition of an activity
+            # this worker does not host: the request goes to its activity's topic, never failed
+            if source != self._topics.activity_requests:
+                log.warning("got request %s of activity %r that this worker does not host; re-queueing it",
+                            request.id, request.name)
             self._forward(message, request, tracker.epoch)
             return
         self._dispatch(request, message.partition(), message.offset(), tracker.epoch, source)

@@ -44,6 +44,12 @@ class Hosting:
     def all_activities(self) -> bool:
         return "*" in self.activities
 
+    def activities_digest(self) -> str:
+        """8 hex digits naming the hosted activity set (part of the activity consumer's static id)."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(sorted(self.activities)).encode("utf-8")).hexdigest()[:8]
+
     def accepts_orchestration(self, name: str, version: str | None = None) -> bool:
         """Whether this worker's filters take work of orchestrator ``name`` at ``version``.
 

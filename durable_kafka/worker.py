@@ -288,7 +288,10 @@ class Worker:
         if hosting.activities:
             self._activity_worker = ActivityWorker(
                 self.bootstrap, self.hub, self._activities, max_workers=self.max_activity_workers,
-                group_instance_id=f"{self.hub}.activities.{self.worker_id}" if self.static_membership else None,
+                # the hosted set is part of the static id: a worker restarted with other activities
+                # must rejoin as a new member (a static member keeps its old assignment: measured)
+                group_instance_id=(f"{self.hub}.activities.{self.worker_id}.{hosting.activities_digest()}"
+                                   if self.static_membership else None),
                 kafka_config=self.kafka_config, hosted=hosting.activities,
                 ensure_topics=membership.ensure_activity_topics)
             self._activity_worker.start()

@@ -200,3 +200,34 @@ def test_workers_whose_orchestrators_or_entities_conflict_refuse_to_start(hub, t
         with pytest.raises(WorkItemFilterError, match="entities"):
             other_entities.start()
         assert not other_entities.is_running
+
+
+def test_a_worker_restarted_with_other_activities_serves_them(hub, tmp_path):
+    """Static membership keeps a restarted member's old assignment; a new activity set must not.
+
+    Measured before the fix: a worker restarted within the session timeout with the same id but
+    other activities kept the partitions of its old activity's topic and never got the new one.
+    """
+    from confluent_kafka import Producer
+
+    from durable_kafka.streams.codec import Codec
+    from durable_kafka.streams.config import producer_config
+    from durable_kafka.streams.events import ActivityRequest
+
+    ran: list[tuple[str, int]] = []
+    first = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), worker_id="same",
+                   partitions=hub.partitions)  # static membership (the default)
+    first.add_activity(lambda ctx, x: ran.append(("old", x)), name="old_activity")
+    first.start()
+    first.stop()
+    second = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "s"), worker_id="same",
+                    partitions=hub.partitions)
+    second.add_activity(lambda ctx, x: ran.append(("new", x)), name="new_activity")
+    with second:
+        request = ActivityRequest(id="i/e/1", instance_id="i", execution_id="e", task_id=1, name="new_activity",
+                                  input="7")
+        producer = Producer(producer_config(hub.bootstrap))
+        producer.produce(hub.topics.activity_topic("new_activity"), key=b"i", value=Codec.default().encode(request))
+        assert producer.flush(30) == 0
+        _wait_for(lambda: ran, 60, "the restarted worker does not read its new activity's topic")
+    assert ran == [("new", 7)]
