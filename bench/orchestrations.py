@@ -179,7 +179,10 @@ class OursSystem:
             time.sleep(0.1)
 
     def all_topics(self) -> list[str]:
-        return self.topics.all()
+        from durable_kafka.streams.admin import _admin, activity_topics_of
+
+        # activity requests travel on one topic per activity (docs/ROUTING.md)
+        return self.topics.all() + activity_topics_of(_admin(self.bootstrap), self.hub, 30)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,11 @@
-"""The activity worker: runs activity functions for the requests on ``<hub>.activity-requests``.
+"""The activity worker: runs activity functions for the requests of the activities it hosts.
+
+Each activity has its own request topic (``<hub>.activity.<name>``, docs/ROUTING.md); a worker
+subscribes to the topics of the activities it hosts, all in one consumer group, so Kafka gives
+each topic's partitions only to the workers that host that activity, and a set of activities
+scales by starting or stopping workers that host it. Requests on the shared topic of earlier
+releases (``<hub>.activity-requests``) are run when hosted here, else forwarded to their
+activity's topic, so an upgrade loses nothing.
 
 At-least-once, never a lost result: a request's offset is committed only after its
 ``ActivityResult`` has been acknowledged by the broker, and only as part of a contiguous prefix
@@ -19,6 +26,7 @@ import inspect
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -47,7 +55,7 @@ from durable_kafka.streams.events import (
     OrchestratorMessage,
 )
 from durable_kafka.streams.deadletter import dead_letter_for
-from durable_kafka.streams.topics import HubTopics
+from durable_kafka.streams.topics import ACTIVITY_TOPIC_INFIX, HubTopics
 from durable_kafka.task import ActivityContext, get_name
 
 __all__ = ["ActivityRegistry", "ActivityWorker"]
@@ -130,6 +138,8 @@ class _Outgoing:
     label: str
     #: Builds a small stand-in value when ``value`` is larger than the broker accepts.
     shrink: Callable[[str], bytes] | None = None
+    #: the topic the request was read from (its offset is committed there)
+    source: str = ""
 
 
 def _utcnow() -> datetime:
@@ -222,7 +232,13 @@ class ActivityWorker:
         drain_timeout: float = 10.0,
         kafka_config: Mapping[str, Any] | None = None,
         group_instance_id: str | None = None,
+        hosted: list[str] | None = None,
+        ensure_topics: Callable[[list[str]], Any] | None = None,
     ) -> None:
+        """``hosted``: the activity names whose requests this worker takes (default: every name
+        in ``registry``; ``["*"]``: every activity request of the hub, as a worker whose
+        work-item filters were cleared). ``ensure_topics`` creates request topics by activity
+        name (to forward requests found on the shared topic of earlier releases)."""
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive int, got {max_workers!r}")
         self._kafka_config = resolve_kafka_config(kafka_config)
@@ -232,6 +248,11 @@ class ActivityWorker:
         self._max_workers = max_workers
         self._max_in_flight = max_in_flight or 2 * max_workers
         self._group_id = group_id or f"{hub}.activity-workers"
+        names = registry.names() if hosted is None else list(hosted)
+        self._take_all = "*" in names
+        self._hosted = frozenset(n for n in names if n != "*")
+        self._ensure_topics = ensure_topics or self._create_topics
+        self._known_topics: set[str] = set()
         #: static membership: a restarted worker with the same id gets its partitions back at
         #: once (no rebalance); one that is gone is replaced after the session timeout
         self._group_instance_id = group_instance_id
@@ -245,7 +266,7 @@ class ActivityWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         # Loop-thread state (touched only by the loop thread and the rebalance callbacks it runs).
-        self._trackers: dict[int, _PartitionTracker] = {}
+        self._trackers: dict[tuple[str, int], _PartitionTracker] = {}
         self._epoch = 0
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -265,6 +286,9 @@ class ActivityWorker:
         if self._started:
             raise ConfigurationError("an ActivityWorker can be started once; make a new one")
         self._started = True
+        if self._hosted:  # subscribe to topics that exist (a missing one is only logged as unavailable)
+            self._ensure_topics(sorted(self._hosted))
+            self._known_topics.update(self._topics.activity_topic(n) for n in self._hosted)
         self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="activity")
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
@@ -282,12 +306,14 @@ class ActivityWorker:
                 # dead member to be dropped (6 s is the broker's minimum by default)
                 **{"fetch.wait.max.ms": 5, "max.poll.interval.ms": 300000,
                    "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                   # with no filters the subscription is a pattern: see new activity topics soon
+                   **({"topic.metadata.refresh.interval.ms": 5000} if self._take_all else {}),
                    **({"group.instance.id": self._group_instance_id} if self._group_instance_id else {})},
             )
         )
         self._producer = Producer(command_producer_config(self._bootstrap, kafka_config=self._kafka_config))
         self._consumer.subscribe(
-            [self._topics.activity_requests],
+            self.subscription(),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -296,6 +322,28 @@ class ActivityWorker:
             self._consumer_metrics = self.metrics.processor("activities")
         self._thread = threading.Thread(target=self._run, name="activity-worker", daemon=True)
         self._thread.start()
+
+    def _create_topics(self, names: list[str]) -> None:
+        """Create request topics with the hub's partition count (used when none was given)."""
+        from durable_kafka.streams.admin import _admin, ensure_activity_topics, existing_partitions
+        from durable_kafka.streams.topics import DEFAULT_PARTITIONS
+
+        admin = _admin(self._bootstrap, self._kafka_config)
+        counts = existing_partitions(admin, [self._topics.orchestrator_events], 30, self._bootstrap)
+        ensure_activity_topics(self._topics.hub, names, counts.get(self._topics.orchestrator_events, DEFAULT_PARTITIONS),
+                               self._bootstrap, kafka_config=self._kafka_config, admin=admin)
+
+    def subscription(self) -> list[str]:
+        """The topics this worker reads: its activities' topics (or all, as a pattern) and the
+        shared topic of earlier releases."""
+        if self._take_all:
+            pattern = "^" + re.escape(f"{self._topics.hub}.{ACTIVITY_TOPIC_INFIX}") + ".*"
+            return [pattern, self._topics.activity_requests]
+        return [self._topics.activity_topic(n) for n in sorted(self._hosted)] + [self._topics.activity_requests]
+
+    def hosts(self, name: str) -> bool:
+        """Whether requests of activity ``name`` are run here (else forwarded or failed)."""
+        return self._take_all or name in self._hosted
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight work (up to the drain timeout), commit it, and release everything."""
@@ -403,7 +451,8 @@ class ActivityWorker:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("activity requests: %s", error)
             return
-        tracker = self._trackers.get(message.partition())
+        source = message.topic() or ""
+        tracker = self._trackers.get((source, message.partition()))
         if tracker is None:  # a message of a partition revoked in the meantime
             return
         tracker.add(message.offset())
@@ -416,9 +465,33 @@ class ActivityWorker:
         except CodecError as error:
             self._dead_letter(message, tracker.epoch, error)
             return
-        self._dispatch(request, message.partition(), message.offset(), tracker.epoch, message=message)
+        if not self.hosts(request.name):
+            # the shared topic of earlier releases, or (never expected) a partition of an activity
+            # this worker does not host: the request goes to its activity's topic, never failed
+            if source != self._topics.activity_requests:
+                log.warning("got request %s of activity %r that this worker does not host; re-queueing it",
+                            request.id, request.name)
+            self._forward(message, request, tracker.epoch)
+            return
+        self._dispatch(request, message.partition(), message.offset(), tracker.epoch, source, message=message)
 
-    def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int,
+    def _forward(self, message: Message, request: ActivityRequest, epoch: int) -> None:
+        """Move a request of the shared topic (earlier releases) to its activity's own topic.
+
+        At least once, like everything here: the offset is committed after the copy is
+        acknowledged, so a crash in between forwards it again, and a second execution's
+        result is dropped by the orchestration.
+        """
+        topic = self._topics.activity_topic(request.name)
+        if topic not in self._known_topics and self._ensure_topics is not None:
+            self._ensure_topics([request.name])
+        self._known_topics.add(topic)
+        value = message.value()
+        assert value is not None
+        self._done.put(_Outgoing(message.partition(), message.offset(), epoch, topic, message.key(), value,
+                                 f"forward of {request.id} to {topic}", source=message.topic() or ""))
+
+    def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int, source: str,
                   message: Message | None = None) -> None:
         fn = self._registry.get(request.name)
         if fn is not None and (self.metrics is not None or self.tracing is not None):
@@ -449,12 +522,13 @@ class ActivityWorker:
                 value = encode(None, _failure(error))
             self._send_now(_Outgoing(
                 partition, offset, epoch, self._topics.orchestrator_events,
-                request.instance_id.encode("utf-8"), value, f"result of {request.id}", too_large,
+                request.instance_id.encode("utf-8"), value, f"result of {request.id}", too_large, source,
             ))
 
         if fn is None:
             finish((None, FailureDetails(
                 message=f"no activity named {request.name!r} is registered with this worker "
+                    f"(it takes every activity request of the hub: its work-item filters are cleared) "
                         f"(registered: {', '.join(self._registry.names()) or 'none'})",
                 error_type="ActivityNotRegisteredError",
             )))
@@ -507,7 +581,7 @@ class ActivityWorker:
     def _delivery_callback(self, done: _Outgoing) -> Callable[[KafkaError | None, Message], None]:
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is None:
-                self._finish(done.partition, done.offset, done.epoch)
+                self._finish(done.source, done.partition, done.offset, done.epoch)
             elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and done.shrink is not None:
                 self._done.put(self._shrunk(done, str(error)))
             else:  # retried: a result must never be lost
@@ -534,7 +608,7 @@ class ActivityWorker:
         assert done.shrink is not None
         log.warning("%s is too large (%d bytes); sending a stand-in", done.label, len(done.value))
         return _Outgoing(done.partition, done.offset, done.epoch, done.topic, done.key,
-                         done.shrink(reason), done.label)
+                         done.shrink(reason), done.label, source=done.source)
 
     def _dead_letter(self, message: Message, epoch: int, error: CodecError) -> None:
         key = message.key()
@@ -548,25 +622,26 @@ class ActivityWorker:
             letter.key, self._codec.encode(letter), f"dead letter {letter.id}",
             lambda reason: self._codec.encode(dataclasses.replace(
                 letter, original=b"", reason=f"{letter.reason} (original dropped: {reason})")),
+            message.topic() or "",
         ))
 
-    def _finish(self, partition: int, offset: int, epoch: int) -> None:
+    def _finish(self, source: str, partition: int, offset: int, epoch: int) -> None:
         with self._in_flight_lock:
             self._in_flight -= 1
-        tracker = self._trackers.get(partition)
+        tracker = self._trackers.get((source, partition))
         if tracker is not None and tracker.epoch == epoch:
             tracker.finish(offset)
 
     # ------------------------------------------------------------------ commits and rebalances
 
-    def _commit(self, *, sync: bool, partitions: list[int] | None = None) -> None:
+    def _commit(self, *, sync: bool, partitions: list[tuple[str, int]] | None = None) -> None:
         self._last_commit = time.monotonic()
         offsets = []
-        for partition, tracker in self._trackers.items():
-            if partitions is not None and partition not in partitions:
+        for (topic, partition), tracker in self._trackers.items():
+            if partitions is not None and (topic, partition) not in partitions:
                 continue
             if tracker.commit_at is not None:
-                offsets.append(TopicPartition(self._topics.activity_requests, partition, tracker.commit_at))
+                offsets.append(TopicPartition(topic, partition, tracker.commit_at))
                 tracker.commit_at = None
         if not offsets or self._consumer is None:
             return
@@ -582,15 +657,23 @@ class ActivityWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._epoch += 1
         for tp in partitions:
-            self._trackers[tp.partition] = _PartitionTracker(epoch=self._epoch)
+            self._trackers[(tp.topic, tp.partition)] = _PartitionTracker(epoch=self._epoch)
         self._assigned.set()
         if self._paused and partitions:
             consumer.pause(partitions)
-        log.debug("assigned %s", [tp.partition for tp in partitions])
+        log.debug("assigned %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoked = [tp.partition for tp in partitions]
+        revoked = [(tp.topic, tp.partition) for tp in partitions]
         if self._producer is not None:
+            # finish what is running for these partitions first (bounded by the drain timeout),
+            # so that scaling a set of activities out or in re-runs nothing: the new owner
+            # starts after the last request this worker answered
+            deadline = time.monotonic() + self._drain_timeout
+            while time.monotonic() < deadline and any(
+                    (t := self._trackers.get(key)) is not None and t.order for key in revoked):
+                self._service(self._producer)
+                self._producer.poll(_BUSY_POLL)
             self._producer.poll(0)  # take in acknowledgements that already arrived
         self._commit(sync=True, partitions=revoked)
         for partition in revoked:
@@ -599,4 +682,4 @@ class ActivityWorker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:  # another member owns them now: committing would be wrong
-            self._trackers.pop(tp.partition, None)
+            self._trackers.pop((tp.topic, tp.partition), None)

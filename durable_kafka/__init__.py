@@ -35,6 +35,12 @@ from durable_kafka.client import (
 from durable_kafka._client_async import AsyncClient
 from durable_kafka.worker import Worker
 from durable_kafka.versioning import VersionFailureStrategy, VersioningOptions, VersionMatchStrategy
+from durable_kafka._work_items import (
+    ActivityWorkItemFilter,
+    EntityWorkItemFilter,
+    OrchestrationWorkItemFilter,
+    WorkItemFilters,
+)
 from durable_kafka.entities import DurableEntity, EntityContext, EntityInstanceId
 from durable_kafka._client_entities import CleanEntityStorageResult, EntityMetadata, EntityQuery
 from durable_kafka import triggers
@@ -43,6 +49,7 @@ from durable_kafka.payload import FileSystemPayloadStore, KafkaPayloadStore, Lar
 
 __all__ = [
     "ActivityContext",
+    "ActivityWorkItemFilter",
     "AsyncClient",
     "CleanEntityStorageResult",
     "Client",
@@ -52,6 +59,7 @@ __all__ = [
     "EntityInstanceId",
     "EntityMetadata",
     "EntityQuery",
+    "EntityWorkItemFilter",
     "FailureDetails",
     "FileSystemPayloadStore",
     "InstanceAlreadyExistsError",
@@ -66,6 +74,7 @@ __all__ = [
     "OrchestrationQuery",
     "OrchestrationState",
     "OrchestrationStatus",
+    "OrchestrationWorkItemFilter",
     "PayloadStore",
     "PurgeInstancesResult",
     "RetryPolicy",
@@ -73,6 +82,7 @@ __all__ = [
     "VersionFailureStrategy",
     "VersionMatchStrategy",
     "VersioningOptions",
+    "WorkItemFilters",
     "Worker",
     "errors",
     "get_name",

@@ -4,6 +4,7 @@
     ├── ConfigurationError          bad settings: hub name, partition counts, bootstrap
     │   ├── InvalidHubNameError     a task hub name that cannot prefix topic names
     │   ├── PartitionCountMismatchError
+    │   ├── WorkItemFilterError     filters naming what the worker lacks, or a hub set conflict
     │   └── TriggerConfigError      a trigger route (or routes file) that cannot work
     │       ├── InvalidRouteError   a route argument of the wrong type or value
     │       ├── TriggerFileError    a TOML routes file that is not valid (names the line/route)
@@ -82,6 +83,12 @@ class PartitionCountMismatchError(ConfigurationError):
             f"topic {topic!r} has {actual} partitions but the hub is configured for {expected}; "
             f"use partitions={actual} or create a new hub"
         )
+
+
+class WorkItemFilterError(ConfigurationError):
+    """Work-item filters that cannot work (docs/ROUTING.md): a filter names an orchestrator,
+    activity or entity this worker did not register, or this worker's orchestrators or entities
+    conflict with those of another live worker of the hub."""
 
 
 class TriggerConfigError(ConfigurationError):

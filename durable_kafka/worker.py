@@ -17,6 +17,13 @@ from typing import Any, Callable, Literal, TypeVar
 
 from confluent_kafka import KafkaException
 
+from durable_kafka._work_items import (  # noqa: F401 - durabletask imports them from its worker module
+    ActivityWorkItemFilter,
+    EntityWorkItemFilter,
+    OrchestrationWorkItemFilter,
+    WorkItemFilters,
+)
+from durable_kafka._worker_routing import AUTO, Hosting, HubMembership, resolve_hosting
 from durable_kafka.connectors.activities import ActivityRegistry, ActivityWorker
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.processors.actions import action_to_event
@@ -152,6 +159,10 @@ class Worker:
         self.metrics: Any = None  # durable_kafka._metrics.EngineMetrics while started with metrics on
         self._metrics_server: Any = None
         self._tracing: Any = None
+        self._work_item_filters: Any = AUTO  # docs/ROUTING.md
+        self._membership: HubMembership | None = None
+        #: what this worker hosts, resolved at start (``accepts_orchestration`` for version/name holds)
+        self._hosting: Hosting | None = None
 
     # ------------------------------------------------------------------ registration
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
@@ -234,6 +245,22 @@ class Worker:
             self._create_missing.add(route.topic)
         return route.name
 
+    def use_work_item_filters(self, filters: Any = AUTO) -> None:
+        """Choose the work this worker takes (durabletask's name; docs/ROUTING.md).
+
+        Omitted (and by default): filters generated from what is registered at :meth:`start`, so
+        activity requests reach only workers that host their activity. A ``WorkItemFilters``:
+        exactly the orchestrators, activities and entities it names (each must be registered).
+        ``None``: filters cleared; the worker takes every activity request of the hub, and fails
+        those it has no function for, as before routing existed.
+        """
+        self._check_not_started()
+        if filters is not AUTO and filters is not None and not isinstance(filters, WorkItemFilters):
+            from durable_kafka.errors import WorkItemFilterError
+
+            raise WorkItemFilterError(f"use_work_item_filters takes a WorkItemFilters, None or nothing, got {filters!r}")
+        self._work_item_filters = filters
+
     def _check_not_started(self) -> None:
         if self._started:
             raise ConfigurationError("register orchestrators, activities and entities before start()")
@@ -288,8 +315,15 @@ class Worker:
 
     def _start_parts(self) -> None:
         t = self.topics
+        hosting = resolve_hosting(self._work_item_filters, self._orchestrators.names(), self._activities.names(),
+                                  sorted(self._entities))
+        self._hosting = hosting
+        self._membership = membership = HubMembership(
+            hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
+            partitions=self.partitions, hosting=hosting)
+        membership.start_view()  # WorkItemFilterError when this worker's sets conflict with the hub's
         topics = Topics(t.orchestrator_events, t.activity_requests, t.entity_operations, t.history, t.status, t.replies,
-                        t.deadletter)
+                        t.deadletter, activity_topic=t.activity_topic)
         executor = OrchestrationExecutor(self._orchestrators, maximum_timer_interval=self.maximum_timer_interval)
         on_ended = None
         if self._outputs:
@@ -303,30 +337,41 @@ class Worker:
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
             stuck_after=self.stuck_after, static_membership=self.static_membership,
             kafka_config=self.kafka_config,
-            dispatch_topics=(t.activity_requests,) if self.early_dispatch else ())
-        self._orch_processor = Processor(
-            config, stores,
-            lambda proc: _with_payloads(OrchestrationHandler(
-                proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
-                action_to_event=_action_event_for, cache_size=self.executor_cache_size, on_ended=on_ended),
-                self.payloads),
-            name="orchestrations")
-        self._observe(self._orch_processor)
-        self._orch_processor.start()
-        if self._entities:
+            # early dispatch (docs/DECISIONS.md D-dispatch): every activity's request topic, and the
+            # topic of requests written before routing
+            dispatch_topics=(f"{self.hub}.activity.", t.activity_requests) if self.early_dispatch else ())
+        router = membership.router()
+        if hosting.run_orchestrations:
+            self._orch_processor = Processor(
+                config, stores,
+                lambda proc: _with_payloads(OrchestrationHandler(
+                    proc, topics=topics, deadletter_topic=t.deadletter, executor=executor,
+                    action_to_event=_action_event_for, cache_size=self.executor_cache_size, on_ended=on_ended,
+                    router=router),
+                    self.payloads),
+                name="orchestrations")
+            self._observe(self._orch_processor)
+            self._orch_processor.start()
+        if hosting.entities:
             from durable_kafka.processors.entities import build_entity_processor
 
-            self._entity_processor = build_entity_processor(self, options)
+            self._entity_processor = build_entity_processor(self, options, hosting.entities)
             self._observe(self._entity_processor)
             self._entity_processor.start()
-        self._activity_worker = ActivityWorker(
-            self.bootstrap, self.hub, self._activities, max_workers=self.max_activity_workers,
-            group_instance_id=f"{self.hub}.activities.{self.worker_id}" if self.static_membership else None,
-            kafka_config=self.kafka_config)
-        self._activity_worker.metrics, self._activity_worker.tracing = self.metrics, self._tracing
-        self._activity_worker.payloads = self.payloads
-        self._activity_worker.start()
-        self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
+        if hosting.activities:
+            self._activity_worker = ActivityWorker(
+                self.bootstrap, self.hub, self._activities, max_workers=self.max_activity_workers,
+                # the hosted set is part of the static id: a worker restarted with other activities
+                # must rejoin as a new member (a static member keeps its old assignment: measured)
+                group_instance_id=(f"{self.hub}.activities.{self.worker_id}.{hosting.activities_digest()}"
+                                   if self.static_membership else None),
+                kafka_config=self.kafka_config, hosted=hosting.activities,
+                ensure_topics=membership.ensure_activity_topics)
+            self._activity_worker.metrics, self._activity_worker.tracing = self.metrics, self._tracing
+            self._activity_worker.payloads = self.payloads
+            self._activity_worker.start()
+            self._activity_worker.wait_assigned(30)  # ready to serve when start() returns
+        membership.publish()
         if self._triggers:  # last: its commands go to processors that are already running
             from durable_kafka._trigger_runtime import build_trigger_processor
 
@@ -388,6 +433,12 @@ class Worker:
         self._activity_worker = self._entity_processor = self._orch_processor = None
         self._trigger_processor = None
         self.payloads.close()  # reopened on the next start if needed
+        if self._membership is not None:  # its tombstone tells the hub at once that we host nothing
+            try:
+                self._membership.stop()
+            except Exception:  # noqa: BLE001 - a stale registration expires by itself
+                log.exception("withdrawing the worker registration failed")
+            self._membership = None
 
     @property
     def is_running(self) -> bool:

@@ -140,7 +140,8 @@ class EntityHandler(KeyedHandlerShell):
         return self.codec.decode(raw, expected=EntityState) if raw is not None else None
 
 
-def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -> Processor:
+def build_entity_processor(worker: Worker, store_options: StoreOptions | None,
+                           hosted: list[str] | None = None) -> Processor:
     """The entity processor of ``worker``'s hub, running the entities registered on it."""
     t = HubTopics(worker.hub)
     topics = EntityTopics(t.entity_operations, t.orchestrator_events, t.history, t.status)
@@ -151,7 +152,7 @@ def build_entity_processor(worker: Worker, store_options: StoreOptions | None) -
         kafka_config=worker.kafka_config,
         transaction_timeout_ms=60_000,  # a batch runs user code: leave room for slow operations
         stuck_after=max(worker.stuck_after, 90.0), static_membership=worker.static_membership)
-    entities = dict(worker._entities)
+    entities = {n: fn for n, fn in worker._entities.items() if hosted is None or n in hosted}
     return Processor(config, stores,
                      lambda proc: _with_payloads(EntityHandler(proc, topics=topics, deadletter_topic=t.deadletter,
                                                                entities=entities), getattr(worker, "payloads", None)),

@@ -255,7 +255,10 @@ class EntityStep:
         try:
             fn = self.lookup(self.id.name)
             if fn is None:
-                raise EntityOperationNotFoundError(f"no entity named {self.id.name!r} is registered on this worker")
+                _warn_unhosted(self.id.name)
+                raise EntityOperationNotFoundError(
+                    f"no entity named {self.id.name!r} is registered on this worker (every worker that runs "
+                    f"the entities of a hub must register the same entities: docs/ROUTING.md)")
             value = run_operation(fn, ctx, json.loads(resolve(input_json) or "") if input_json is not None else None)
             # a large result is stored for (and owned by) the caller; a large state, by the entity
             result = externalize(json.dumps(value), sender or self.eid) if value is not None else None
@@ -308,3 +311,21 @@ class EntityStep:
         self.out.produce.append(Produce(self.t.orchestrator_events, instance_id, ev.OrchestratorMessage(
             id=str(uuid.uuid5(NAMESPACE, f"{self.eid}/{body.request_id}/{body.lock_granted}")),
             instance_id=instance_id, sent_at=self.now, body=body)))
+
+
+_UNHOSTED_WARNED: dict[str, float] = {}
+
+
+def _warn_unhosted(name: str) -> None:
+    """Say (once a minute per name) that operations of an entity nobody registered fail.
+
+    A signal has no caller to tell; without this line its failure would only be in the
+    entity's history.
+    """
+    import time
+
+    now = time.monotonic()
+    if now - _UNHOSTED_WARNED.get(name, -60.0) >= 60.0:
+        _UNHOSTED_WARNED[name] = now
+        log.warning("operations of entity %r fail: no entity of that name is registered on the workers that run "
+                    "this hub's entities (they must all register the same entities: docs/ROUTING.md)", name)

@@ -117,10 +117,13 @@ class Topics:
     """The topic names an instance step writes to (resolved once per worker)."""
 
     def __init__(self, orchestrator_events: str, activity_requests: str, entity_operations: str,
-                 history: str, status: str, replies: str, deadletter: str | None = None) -> None:
+                 history: str, status: str, replies: str, deadletter: str | None = None,
+                 activity_topic: Callable[[str], str] | None = None) -> None:
         self.deadletter = deadletter or orchestrator_events.rsplit(".", 1)[0] + ".deadletter"
         self.orchestrator_events = orchestrator_events
         self.activity_requests = activity_requests
+        #: the request topic of an activity name (docs/ROUTING.md); default: the one shared topic
+        self.activity_topic: Callable[[str], str] = activity_topic or (lambda _name: activity_requests)
         self.entity_operations = entity_operations
         self.history = history
         self.status = status
@@ -503,7 +506,7 @@ class InstanceStep:
     # action's history event when it is recorded (see _append_history).
     def _act_schedule_task(self, a: Any) -> None:
         h = self.s.header
-        self.out.produce.append(Produce(self.t.activity_requests, self.iid, ev.ActivityRequest(
+        self.out.produce.append(Produce(self.t.activity_topic(a.name), self.iid, ev.ActivityRequest(
             id=f"{self.iid}/{h.execution_id}/{a.id}", instance_id=self.iid, execution_id=h.execution_id,
             task_id=a.id, name=a.name, input=a.input, tags=dict(getattr(a, "tags", None) or {}))))
 

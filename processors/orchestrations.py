@@ -45,6 +45,7 @@ from .instance import (
 )
 from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
+from .routing import ActivityRouter
 from .runtime import Processor, Transaction
 
 if TYPE_CHECKING:
@@ -66,8 +67,11 @@ class OrchestrationHandler(KeyedHandlerShell):
 
     def __init__(self, processor: Processor, *, topics: Topics, deadletter_topic: str, executor: Any,
                  action_to_event: Any, cache_size: int = 2000, codec: Codec | None = None,
-                 on_ended: Callable[[InstanceStatus], list[tuple[str, bytes, bytes]]] | None = None) -> None:
+                 on_ended: Callable[[InstanceStatus], list[tuple[str, bytes, bytes]]] | None = None,
+                 router: ActivityRouter | None = None) -> None:
         super().__init__(processor, deadletter_topic=deadletter_topic, codec=codec)
+        #: makes sure each activity's request topic exists before a transaction writes to it
+        self.router = router
         #: completion routes (durable_kafka._trigger_outputs): records for an instance that ended,
         #: written in the same transaction as the step that ended it
         self.on_ended = on_ended
@@ -252,6 +256,8 @@ class OrchestrationHandler(KeyedHandlerShell):
                 self.dead_letter(txn, raw, f"cannot apply: {reason}", type(exc).__name__, iid)
             self._fail(txn, partition, iid, now, FailureDetails(f"cannot apply input: {reason}", qualified_name(type(exc)), tb))
             return
+        if self.router is not None:  # outside the try: a broker error retries the batch, fails nothing
+            self.router.prepare((p.topic, p.value) for p in outcome.produce)
         self._write(txn, partition, iid, step.s, outcome, writes, before, old)
 
     def _trace_step(self, step: InstanceStep, outcome: Outcome, msgs: Sequence[OrchestratorMessage],

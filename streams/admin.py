@@ -19,9 +19,18 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 from durable_kafka.errors import BrokerError, PartitionCountMismatchError
 from durable_kafka.streams.config import admin_config, bootstrap_servers
 from durable_kafka.streams.connection import authorization_error
-from durable_kafka.streams.topics import DEFAULT_PARTITIONS, Durability, Topic, catalog, durability_for
+from durable_kafka.streams.topics import (
+    ACTIVITY_TOPIC_INFIX,
+    DEFAULT_PARTITIONS,
+    Durability,
+    Topic,
+    activity_topic,
+    activity_topic_spec,
+    catalog,
+    durability_for,
+)
 
-__all__ = ["TopicReport", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions", "hub_durability"]
+__all__ = ["TopicReport", "activity_topics_of", "ensure_activity_topics", "ensure_topics", "describe_topics", "delete_hub", "existing_partitions", "hub_durability"]
 
 log = logging.getLogger(__name__)
 
@@ -255,14 +264,71 @@ def _topic_configs(
     return result
 
 
+def ensure_activity_topics(
+    hub: str,
+    names: list[str],
+    partitions: int,
+    bootstrap: str | None = None,
+    timeout: float = 30,
+    *,
+    kafka_config: Mapping[str, Any] | None = None,
+    admin: AdminClient | None = None,
+) -> list[str]:
+    """Create the missing request topics of activities ``names`` (docs/ROUTING.md); return them.
+
+    Called by a worker for the activities it hosts and by the orchestration processor before it
+    writes the first request for an activity, so a request never targets a missing topic (a
+    produce to one would stall the transaction). Same policy and replication as the hub's topics.
+    An existing topic with another partition count is left alone: these topics are not
+    co-partitioned with anything, so their count is free.
+    """
+    spec = activity_topic_spec()
+    wanted = sorted({activity_topic(hub, n) for n in names})
+    admin = admin or _admin(bootstrap, kafka_config)
+    existing = existing_partitions(admin, wanted, timeout, bootstrap)
+    missing = [n for n in wanted if n not in existing]
+    if not missing:
+        return wanted
+    durability = hub_durability(admin, timeout, bootstrap=bootstrap)
+    config = {**spec.broker_config(), "min.insync.replicas": str(durability.min_insync_replicas)}
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=durability.replication_factor, config=config)
+         for n in missing],
+        request_timeout=timeout, operation_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise _broker_error("create topic", exc, bootstrap, name) from exc
+    deadline = time.monotonic() + timeout
+    while len(existing_partitions(admin, missing, timeout, bootstrap)) < len(missing):
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"activity topics created but not visible in metadata in time: {', '.join(missing)}")
+        time.sleep(0.05)
+    log.info("hub %s: created activity request topics %s", hub, ", ".join(missing))
+    return wanted
+
+
+def activity_topics_of(admin: AdminClient, hub: str, timeout: float, bootstrap: str | None = None) -> list[str]:
+    """The per-activity request topics of ``hub`` that exist (``<hub>.activity.<name>``), sorted."""
+    prefix = f"{hub}.{ACTIVITY_TOPIC_INFIX}"
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise _broker_error("listing topics", exc, bootstrap) from exc
+    return sorted(name for name in metadata.topics if name.startswith(prefix))
+
+
 def delete_hub(hub: str, bootstrap: str | None = None, timeout: float = 30, *,
                kafka_config: Mapping[str, Any] | None = None) -> list[str]:
     """Delete every existing topic of ``hub`` (for tests and teardown); return the names deleted.
 
     Waits until the deleted topics are gone from metadata so a caller can recreate them.
     """
-    names = [t.name for t in catalog(hub)]
     admin = _admin(bootstrap, kafka_config)
+    names = [t.name for t in catalog(hub)] + activity_topics_of(admin, hub, timeout, bootstrap)
     existing = existing_partitions(admin, names, timeout, bootstrap)
     if not existing:
         return []

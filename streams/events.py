@@ -648,6 +648,29 @@ class InstanceHeader:
     parked: list[HistoryRecord] = field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- routing
+
+
+@dataclass
+class WorkerRegistration:
+    """What one worker hosts, on ``<hub>.workers`` (compacted, key = worker id).
+
+    Written when the worker starts and again every ``heartbeat_ms`` while it runs; a tombstone
+    when it stops cleanly. Readers count a registration as live while its ``heartbeat_at`` is
+    younger than three heartbeats (a worker killed with -9 leaves a record that goes stale).
+    ``all_activities``: the worker cleared its work-item filters and takes every activity
+    request of the hub (docs/ROUTING.md).
+    """
+
+    worker_id: str
+    heartbeat_at: datetime
+    heartbeat_ms: int
+    orchestrations: list[str] = field(default_factory=list)
+    activities: list[str] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+    all_activities: bool = False
+
+
 RECORD_TYPES: tuple[type, ...] = (
     FailureDetails,
     *HISTORY_EVENT_TYPES,
@@ -675,6 +698,7 @@ RECORD_TYPES: tuple[type, ...] = (
     ClientReply,
     DeadLetter,
     InstanceHeader,
+    WorkerRegistration,
 )
 """Every record type with its own schema file, dependencies first."""
 
@@ -690,6 +714,7 @@ TOP_LEVEL_TYPES: tuple[type, ...] = (
     ClientReply,
     DeadLetter,
     InstanceHeader,
+    WorkerRegistration,
 )
 
 

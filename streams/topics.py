@@ -26,6 +26,9 @@ __all__ = [
     "catalog",
     "durability_for",
     "validate_hub_name",
+    "ACTIVITY_TOPIC_INFIX",
+    "activity_topic",
+    "activity_topic_spec",
 ]
 
 HUB_NAME_MAX_LENGTH = 64
@@ -78,10 +81,12 @@ class TopicSpec:
     retention_ms: int | None
     description: str
     partitions: Literal["hub"] | int = "hub"
+    #: further topic configs, as (name, value) pairs
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def broker_config(self) -> dict[str, str]:
         """Topic-level configs to create the topic with (all values as strings, as Kafka wants)."""
-        config = {"cleanup.policy": self.cleanup_policy}
+        config = {"cleanup.policy": self.cleanup_policy, **dict(self.extra_config)}
         if self.retention_ms is not None:
             config["retention.ms"] = str(self.retention_ms)
         return config
@@ -232,6 +237,17 @@ SPECS: tuple[TopicSpec, ...] = (
         None,
         "large payloads in chunks, referenced from events (tombstoned when their owner is purged)",
     ),
+    TopicSpec(
+        "workers",
+        "worker id",
+        (events.WorkerRegistration,),
+        "compact",
+        None,
+        "what each live worker hosts (routing of activity requests, hub consistency checks)",
+        # heartbeats every few seconds: roll segments hourly so compaction keeps the topic (and
+        # what a starting worker reads) to about one record per worker
+        extra_config=(("segment.ms", str(_HOUR_MS)),),
+    ),
 )
 
 
@@ -277,6 +293,7 @@ class HubTopics:
         "orchestrations_changelog",
         "entities_changelog",
         "payloads",
+        "workers",
     )
 
     hub: str
@@ -290,11 +307,16 @@ class HubTopics:
     orchestrations_changelog: str
     entities_changelog: str
     payloads: str
+    workers: str
 
     def __init__(self, hub: str) -> None:
         self.hub = validate_hub_name(hub)
         for spec in SPECS:
             setattr(self, spec.name_suffix.replace("-", "_"), f"{hub}.{spec.name_suffix}")
+
+    def activity_topic(self, name: str) -> str:
+        """The request topic of activity ``name`` (:func:`activity_topic`)."""
+        return activity_topic(self.hub, name)
 
     def all(self) -> list[str]:
         """Every topic name of the hub, in catalog order."""
@@ -302,3 +324,35 @@ class HubTopics:
 
     def __repr__(self) -> str:
         return f"HubTopics({self.hub!r})"
+
+
+# --------------------------------------------------------------------------- per-activity topics
+
+#: ``<hub>.activity.<name>``: one request topic per activity name (docs/ROUTING.md)
+ACTIVITY_TOPIC_INFIX = "activity."
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,120}")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def activity_topic(hub: str, name: str) -> str:
+    """The topic that carries the requests of activity ``name`` on ``hub``.
+
+    A name of letters, digits, '-' and '_' (up to 120) is used as is, so operators recognise
+    it; any other name is sanitised and suffixed with 12 hex digits of its SHA-256, so distinct
+    names never share a topic and the result is always a legal topic name. A pure function of
+    the name: every writer and reader computes the same topic without asking anyone.
+    """
+    import hashlib
+
+    if _SAFE_NAME.fullmatch(name):
+        suffix = name
+    else:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+        suffix = f"{_UNSAFE_CHAR.sub('_', name)[:80]}-{digest}"
+    return f"{hub}.{ACTIVITY_TOPIC_INFIX}{suffix}"
+
+
+def activity_topic_spec() -> TopicSpec:
+    """How the broker keeps a per-activity request topic (created on demand, not in the catalog)."""
+    return TopicSpec("activity.<name>", "instance id", (events.ActivityRequest,), "delete", 7 * _DAY_MS,
+                     "requests for one activity, read by the workers that host it")

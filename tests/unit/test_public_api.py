@@ -13,6 +13,8 @@ EXPECTED = {
     "get_name", "task", "triggers", "when_all", "when_any",
     # large payloads (docs/PAYLOADS.md)
     "FileSystemPayloadStore", "KafkaPayloadStore", "LargePayloadStorageOptions", "PayloadStore", "payload",
+    # work-item filters (durabletask names; docs/ROUTING.md)
+    "ActivityWorkItemFilter", "EntityWorkItemFilter", "OrchestrationWorkItemFilter", "WorkItemFilters",
 }
 
 
@@ -37,7 +39,7 @@ def test_client_and_worker_method_names():
                  "get_all_entities", "clean_entity_storage", "rewind_orchestration"):
         assert callable(getattr(durable_kafka.Client, name)), name
     for name in ("add_orchestrator", "add_activity", "add_entity", "start", "stop", "__enter__", "__exit__",
-                 "use_versioning"):
+                 "use_versioning", "use_work_item_filters"):
         assert callable(getattr(durable_kafka.Worker, name)), name
 
 

@@ -108,6 +108,8 @@ def every_record() -> list[object]:
         ev.InstanceHeader(INSTANCE, "process_order", EXECUTION, "SUSPENDED", t(0), t(99), '{"order": 42}',
                           None, None, None, "parent-1", "p-exec", 9, {"tenant": "acme"}, 25,
                           hist[:3], ["m-1", "m-2"], ["order-42:ship"]),
+        ev.WorkerRegistration("w-billing-1", t(5), 10_000, ["process_order"], ["charge", "refund"],
+                              ["account"], False),
     ]
 
 

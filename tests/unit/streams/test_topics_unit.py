@@ -28,6 +28,7 @@ ARCHITECTURE_TABLE = {
     "orchestrations-changelog": ("compact", None),
     "entities-changelog": ("compact", None),
     "payloads": ("compact", None),
+    "workers": ("compact", None),
 }
 
 
@@ -41,6 +42,11 @@ def test_catalog_has_every_documented_topic_with_its_policy() -> None:
             assert "retention.ms" not in topic.config
         else:
             assert topic.config["retention.ms"] == str(retention)
+
+
+def test_the_registration_topic_rolls_segments_so_compaction_keeps_it_small() -> None:
+    (workers,) = [t for t in catalog("orders") if t.spec.name_suffix == "workers"]
+    assert workers.config["segment.ms"] == "3600000" and workers.config["cleanup.policy"] == "compact"
 
 
 def test_every_topic_uses_the_hub_partition_count() -> None:
@@ -69,6 +75,7 @@ def test_hub_topics_names_match_catalog() -> None:
     names = HubTopics("orders")
     assert names.orchestrator_events == "orders.orchestrator-events"
     assert names.activity_requests == "orders.activity-requests"
+    assert names.workers == "orders.workers"
     assert names.entity_operations == "orders.entity-operations"
     assert names.history == "orders.history"
     assert names.status == "orders.status"
