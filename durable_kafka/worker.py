@@ -318,6 +318,10 @@ class Worker:
         hosting = resolve_hosting(self._work_item_filters, self._orchestrators.names(), self._activities.names(),
                                   sorted(self._entities))
         self._hosting = hosting
+        # explicit filters hold back (park) orchestrations they leave out, as durabletask's backend
+        # never dispatches them; by default every registered orchestrator runs
+        self._orchestrators.accepts = (hosting.accepts_orchestration
+                                       if isinstance(self._work_item_filters, WorkItemFilters) else None)
         self._membership = membership = HubMembership(
             hub=self.hub, worker_id=self.worker_id, bootstrap=self.bootstrap, kafka_config=self.kafka_config,
             partitions=self.partitions, hosting=hosting)

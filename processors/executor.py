@@ -90,6 +90,9 @@ class OrchestratorRegistry:
         self._orchestrators: dict[str, Callable[..., Any]] = {}
         #: the worker's VersioningOptions (Worker.use_versioning), read at each ExecutionStarted
         self.versioning: VersioningOptions | None = None
+        #: explicit work-item filters (Worker.use_work_item_filters): whether this worker takes an
+        #: orchestration of (name, version); None takes every registered one
+        self.accepts: Callable[[str, str | None], bool] | None = None
 
     def add_orchestrator(self, fn: Callable[..., Any], name: str | None = None) -> str:
         """Register ``fn`` under ``name`` (default: ``get_name(fn)``); returns the name."""

@@ -410,7 +410,12 @@ class InstanceStep:
     # ------------------------------------------------------------------ versioning (REJECT)
     def _version_rejected(self, h: InstanceHeader) -> FailureDetails | None:
         """Why this worker's VersionFailureStrategy.REJECT keeps the instance from running here."""
-        options = getattr(getattr(self.executor, "registry", None), "versioning", None)
+        registry = getattr(self.executor, "registry", None)
+        accepts = getattr(registry, "accepts", None)
+        if accepts is not None and not accepts(h.name, h.version):  # durabletask: never dispatched, stays as it is
+            return FailureDetails(f"orchestrator {h.name!r} (version {h.version!r}) is outside this worker's "
+                                  "work-item filters (Worker.use_work_item_filters)", "WorkItemFilterMismatch")
+        options = getattr(registry, "versioning", None)
         if options is None or not options.rejects:
             return None  # FAIL is the executor's job: it ends the instance at its ExecutionStarted
         return version_failure(options, h.version)
