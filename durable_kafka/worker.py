@@ -341,7 +341,7 @@ class Worker:
             changelog_topic=t.orchestrations_changelog, transactional_id=f"{self.hub}.orchestrations.{self.worker_id}",
             stuck_after=self.stuck_after, static_membership=self.static_membership,
             kafka_config=self.kafka_config,
-            # early dispatch (docs/DECISIONS.md D-dispatch): every activity's request topic, and the
+            # early dispatch (docs/DECISIONS.md D14): every activity's request topic, and the
             # topic of requests written before routing
             dispatch_topics=(f"{self.hub}.activity.", t.activity_requests) if self.early_dispatch else ())
         router = membership.router()
