@@ -60,10 +60,10 @@ def test_topic_creation_audit_and_purge_show_progress_on_a_terminal_only(bootstr
         rc, out, err = _on_a_terminal(create, bootstrap)
         assert rc == 0, err
         assert "creating topics" in err and "2/2" in err  # the bar, on the terminal
-        assert f"created 9 topics for hub {hubs[0]!r}:" in out and f"created 9 topics for hub {hubs[1]!r}:" in out
+        assert f"created 11 topics for hub {hubs[0]!r}:" in out and f"created 11 topics for hub {hubs[1]!r}:" in out
         piped = _piped(["topics", "create", "--partitions", "2", "--hub", hubs[2], "--hub", hubs[0]], bootstrap)
         assert piped.returncode == 0 and piped.stderr == ""  # piped: no bar, no escape codes
-        assert piped.stdout.splitlines()[0] == f"created 9 topics for hub {hubs[2]!r}:"
+        assert piped.stdout.splitlines()[0] == f"created 11 topics for hub {hubs[2]!r}:"
         assert f"all topics of hub {hubs[0]!r} already exist" in piped.stdout
 
         worker = Worker(bootstrap, hub=hubs[0], state_dir=str(tmp_path / "state"), partitions=2)

@@ -89,8 +89,8 @@ def test_mismatch_on_any_topic_is_raised_before_creating_anything(
 
 def test_delete_hub_removes_every_topic(hub_factory: Callable[..., str]) -> None:
     hub = hub_factory(partitions=2)
-    assert len(_present(hub, hub.bootstrap)) == 10
-    assert len(delete_hub(hub, bootstrap=hub.bootstrap)) == 10
+    assert len(_present(hub, hub.bootstrap)) == 11
+    assert len(delete_hub(hub, bootstrap=hub.bootstrap)) == 11
     assert _present(hub, hub.bootstrap) == {}
     assert delete_hub(hub, bootstrap=hub.bootstrap) == []
 
@@ -117,7 +117,7 @@ def test_cli_create_describe_and_mismatch(hub_factory: Callable[..., str]) -> No
     hub = hub_factory(partitions=2, create=False)
     first = _cli("topics", "create", "--hub", hub, "--partitions", "2", bootstrap=hub.bootstrap)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count(f"{hub}.") == 10
+    assert first.stdout.count(f"{hub}.") == 11
     again = _cli("topics", "create", "--hub", hub, "--partitions", "2", bootstrap=hub.bootstrap)
     assert again.returncode == 0 and "already exist" in again.stdout
     described = _cli("topics", "describe", "--hub", hub, "--partitions", "2", bootstrap=hub.bootstrap)
