@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
-from durable_kafka._tracing import TRACE_TAG
+from durable_kafka._tracing import TRACE_TAG, RecordHeaders
 from durable_kafka.errors import InstanceAlreadyExistsError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.failures import qualified_name
@@ -73,7 +73,7 @@ class Produce:
     topic: str
     key: str
     value: Any  # a record dataclass, or None for a tombstone
-    headers: list[tuple[str, bytes]] | None = None  # Kafka record headers (trace context)
+    headers: RecordHeaders | None = None  # Kafka record headers (trace context)
 
 
 @dataclass
