@@ -175,7 +175,7 @@ class EntityStep:
             failure_details=failure))
 
     def _on_lock(self, msg: EntityMessage, body: ev.LockEntities) -> None:
-        s = self.s
+        s = self._state()  # a clean earlier in this batch may have removed the record
         if s.lock_owner is not None:
             if s.lock_owner == body.parent_instance_id and s.critical_section_id == body.critical_section_id:
                 return  # this request already holds the lock
@@ -224,7 +224,7 @@ class EntityStep:
         return self.s
 
     def _must_wait(self, msg: EntityMessage, sender: str | None) -> bool:
-        s = self.s
+        s = self._state()  # a clean earlier in this batch may have removed the record
         if s.lock_owner is not None and sender != s.lock_owner:
             self._enqueue(msg)
             return True
