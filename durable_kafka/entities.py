@@ -60,6 +60,8 @@ class EntityInstanceId:
     """The id of one entity: a name (lower-cased) and a key; ``str()`` gives ``@name@key``."""
 
     __slots__ = ("name", "key")
+    name: str
+    key: str
 
     def __init__(self, name: str, key: str) -> None:
         if not isinstance(key, str):
