@@ -190,6 +190,9 @@ class Transaction:
 class Handler(Protocol):
     """The processor-specific part: turn source records (and due timers) into a transaction."""
 
+    #: the handler's own counters (deadletters, episodes...), reported with the processor's
+    stats: dict[str, int]
+
     def process(self, txn: Transaction, records: list[Message]) -> None: ...
 
     def tick(self, txn: Transaction, now_ms: int) -> None: ...
