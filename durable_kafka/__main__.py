@@ -125,7 +125,7 @@ def cmd_topics_describe(args: argparse.Namespace) -> int:
     return EXIT_OK if all(report.ok for report in reports) else EXIT_PROBLEMS
 
 
-def _add_topics_commands(commands: argparse._SubParsersAction) -> None:
+def _add_topics_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     topics = commands.add_parser("topics", help="create or inspect a task hub's topics")
     actions = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create the hub's missing topics (idempotent)")
@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (errors become one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)  # each command's handler returns its exit code
+        return code
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIGURATION

@@ -7,11 +7,12 @@ on the cluster. ``--print-commands`` prints the equivalent ``kafka-acls.sh`` com
 from __future__ import annotations
 
 import argparse
+from enum import Enum
 
 from durable_kafka._cli_worker import add_kafka_config_argument, kafka_settings
 
 
-def add_acl_command(commands: argparse._SubParsersAction) -> None:
+def add_acl_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("acl", help="grant/revoke/list the ACLs a principal needs for one hub")
     p.add_argument("action", choices=("grant", "revoke", "list"))
     p.add_argument("--hub", required=True)
@@ -45,6 +46,11 @@ def cmd_acl(args: argparse.Namespace) -> int:
     else:
         bindings = acl.list_hub(args.hub, args.principal, bootstrap=bootstrap, kafka_config=config)
     for b in bindings:
-        print(f"  {b.permission_type.name} {b.principal} {b.operation.name} "
-              f"{b.restype.name} {b.name} ({b.resource_pattern_type.name})")
+        print(f"  {_name(b.permission_type)} {b.principal} {_name(b.operation)} "
+              f"{_name(b.restype)} {b.name} ({_name(b.resource_pattern_type)})")
     return 0
+
+
+def _name(value: Enum | str | int) -> str:
+    """An ACL field as kafka-acls.sh names it (confluent-kafka's AclBinding also accepts str/int)."""
+    return value.name if isinstance(value, Enum) else str(value)

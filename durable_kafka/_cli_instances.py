@@ -222,7 +222,7 @@ def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_instance_commands(commands: argparse._SubParsersAction) -> None:
+def add_instance_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     instances = commands.add_parser("instances", help="list or show orchestration instances")
     actions = instances.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = _common(actions.add_parser("list", help="a table of instances (newest filters as the HTTP API)"))

@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_serve_command(commands: argparse._SubParsersAction) -> None:
+def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("serve", help="serve the Durable Functions HTTP management API of a hub")
     p.add_argument("--hub", required=True, help="the task hub (fixed for the server's lifetime)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -10,11 +10,14 @@ import signal
 import sys
 import threading
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable_kafka.errors import ConfigurationError
 from durable_kafka.streams.config import CONFIG_FILE_ENV, bootstrap_servers, resolve_kafka_config
 from durable_kafka.streams.connection import check_connection
+
+if TYPE_CHECKING:
+    from durable_kafka.worker import Worker
 
 
 def add_kafka_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +39,7 @@ def kafka_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return bootstrap, config
 
 
-def load_worker(spec: str):
+def load_worker(spec: str) -> Worker:
     """Import ``module:attr`` and return the Worker it names (a Worker or a factory returning one)."""
     from durable_kafka.worker import Worker
 
@@ -56,7 +59,7 @@ def load_worker(spec: str):
     return obj
 
 
-def add_worker_command(commands: argparse._SubParsersAction) -> None:
+def add_worker_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("worker", help="run a Worker defined in your code (module:attribute)")
     p.add_argument("target", help="module:attribute naming a durable_kafka.Worker (or a function returning one)")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING: quiet)")
@@ -99,7 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_audit_command(commands: argparse._SubParsersAction) -> None:
+def add_audit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("audit", help="replay a hub's history topic and check it against the status topic")
     p.add_argument("--hub", required=True)
     p.add_argument("--bootstrap", default=None)

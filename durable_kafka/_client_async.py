@@ -28,10 +28,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
+# confluent_kafka.admin imports OffsetSpec without re-exporting it for a type checker (no __all__, no `as`)
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from durable_kafka._tracing import client_headers
 from durable_kafka._client_entities import (
@@ -189,7 +191,7 @@ class AsyncClient:
         timeout = _check_timeout(timeout)
         await self._ensure_started()
         deadline = time.monotonic() + timeout
-        while len(self._producer) > 0:  # the poller thread serves the deliveries
+        while len(self._command_producer()) > 0:  # the poller thread serves the deliveries
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"requests still undelivered after {timeout}s")
             await asyncio.sleep(0.01)
@@ -224,8 +226,18 @@ class AsyncClient:
                                         daemon=True)
         self._poller.start()
 
+    def _command_producer(self) -> Producer:
+        """The producer of commands (made by the first use: callers awaited _ensure_started)."""
+        assert self._producer is not None, "the client is not started"
+        return self._producer
+
+    def _admin_client(self) -> AdminClient:
+        """The admin client (made by the first use: callers awaited _ensure_started)."""
+        assert self._admin is not None, "the client is not started"
+        return self._admin
+
     def _poll_deliveries(self) -> None:
-        producer = self._producer
+        producer = self._command_producer()
         while not self._stopping.is_set():
             producer.poll(0.1)
 
@@ -277,11 +289,12 @@ class AsyncClient:
 
     async def _end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         """High watermarks asked of the broker now (read_uncommitted, as ``Metadata`` does)."""
-        request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+        latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka
+        request = {TopicPartition(topic, p): latest for p in partitions}
         if not request:
             return {}
         try:
-            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
+            futures = self._admin_client().list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
                                                request_timeout=_METADATA_TIMEOUT)
             results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures.values()))
         except KafkaException as error:
@@ -319,7 +332,7 @@ class AsyncClient:
 
         while True:
             try:
-                self._producer.produce(topic, key=key_bytes, value=value, on_delivery=on_delivery,
+                self._command_producer().produce(topic, key=key_bytes, value=value, on_delivery=on_delivery,
                                        headers=client_headers())  # the caller's trace context
                 break
             except BufferError:  # the local queue is full (bulk starts): let the poller drain it
@@ -331,12 +344,12 @@ class AsyncClient:
             return
         try:
             async with asyncio.timeout(DELIVERY_TIMEOUT):
-                error = await delivered
+                delivery_error = await delivered
         except asyncio.TimeoutError:
             raise BrokerError(f"no acknowledgement within {DELIVERY_TIMEOUT}s for {what}") from None
-        if error is not None:
-            raise_if_unauthorized(error, {"topic": topic}, "write")
-            raise BrokerError(f"{what} was not delivered: {error}")
+        if delivery_error is not None:
+            raise_if_unauthorized(delivery_error, {"topic": topic}, "write")
+            raise BrokerError(f"{what} was not delivered: {delivery_error}")
 
     async def _send(self, instance_id: str, body: OrchestratorCommand, *, wait: bool = True) -> None:
         message = self._client._message(instance_id, body, None)
@@ -607,7 +620,7 @@ class AsyncClient:
         probes; BrokerError when the broker does not answer within ``timeout``."""
         await self._ensure_started()
         names = self._client._topics.all()
-        futures = self._admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+        futures = self._admin_client().describe_topics(TopicCollection(names), request_timeout=timeout)
         missing: list[str] = []
         for name, future in futures.items():
             try:
@@ -733,9 +746,16 @@ class _SmallOnly(PayloadCodec):
 _SMALL_ONLY = _SmallOnly()
 
 
-async def _off_loop_if_referenced(page: Callable[..., Any], snapshot: Any, query: Any, payloads: PayloadCodec) -> Any:
+_Row = TypeVar("_Row")
+_Snapshot = TypeVar("_Snapshot")
+_Query = TypeVar("_Query")
+
+
+async def _off_loop_if_referenced(page: Callable[[_Snapshot, _Query, PayloadCodec | None], tuple[list[_Row], str | None]],
+                                  snapshot: _Snapshot, query: _Query, payloads: PayloadCodec
+                                  ) -> tuple[list[_Row], str | None]:
     """A page computed on the loop; again in a thread with references resolved, if it holds any."""
-    rows, token = page(snapshot, query)
+    rows, token = page(snapshot, query, None)
     for row in rows:
         texts = (getattr(row, "serialized_input", None), getattr(row, "serialized_output", None),
                  getattr(row, "serialized_custom_status", None), getattr(row, "serialized_state", None))

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from confluent_kafka import KafkaException
 
@@ -33,6 +33,13 @@ from durable_kafka.errors import BrokerError, InvalidArgumentError
 from durable_kafka.streams.events import EntityMessage, EntityState, SignalEntity, UnlockEntity
 from durable_kafka.streams.limits import check_payload_size, check_record_size
 from durable_kafka.streams.payloads import PayloadCodec
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
+
+    from durable_kafka._client_status import StatusCache
+    from durable_kafka.streams.codec import Codec
+    from durable_kafka.streams.topics import HubTopics
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +165,17 @@ def page_of_entities(snapshot: list[EntityState], query: EntityQuery,
 class EntityClientMixin:
     """Entity methods of :class:`durable_kafka.Client` (see the module docstring)."""
 
+    # what the client class this mixes into (durable_kafka.client.Client) provides
     _payloads: PayloadCodec  # the client's large-payload codec (docs/PAYLOADS.md)
+    _topics: HubTopics
+    _codec: Codec
+    _status: StatusCache
+    _sync_timeout: float
+
+    if TYPE_CHECKING:  # declared for the type checker only: the client's own methods run
+        def _ensure_open(self) -> None: ...
+
+        def _get_producer(self) -> Producer: ...
 
     # ------------------------------------------------------------------ signals
     def signal_entity(self, entity_instance_id: EntityInstanceId | str | None = None, operation_name: str | None = None,

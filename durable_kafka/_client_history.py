@@ -67,19 +67,23 @@ def read_history(
                 )
             for message in consumer.consume(_BATCH, 0.1):
                 error = message.error()
+                offset = message.offset()
                 if is_partition_eof(error):
-                    position = max(position, message.offset())
+                    if offset is not None:  # the end offset the event reports
+                        position = max(position, offset)
                     if position < end and settle_deadline is None:
                         settle_deadline = time.monotonic() + settle
                     continue
                 if error is not None:
                     log.warning("history topic %s: %s", topic, error)
                     continue
-                position = max(position, message.offset() + 1)
-                if message.key() != key or message.value() is None:
+                assert offset is not None  # set on every consumed record (typed Optional by confluent-kafka)
+                position = max(position, offset + 1)
+                value = message.value()
+                if message.key() != key or value is None:
                     continue
                 try:
-                    record = codec.decode(message.value(), expected=HistoryRecord)
+                    record = codec.decode(value, expected=HistoryRecord)
                 except CodecError as error:
                     log.warning("skipping undecodable history record at offset %d: %s",
                                 message.offset(), error)

@@ -123,10 +123,11 @@ class ReplyListener:
                 if message.error() is not None:
                     log.warning("replies topic %s: %s", self._topic, message.error())
                     continue
-                if message.key() != self._key or message.value() is None:
+                value = message.value()
+                if message.key() != self._key or value is None:
                     continue  # another client's reply on the same partition
                 try:
-                    reply = self._codec.decode(message.value(), expected=ClientReply)
+                    reply = self._codec.decode(value, expected=ClientReply)
                 except CodecError as error:
                     log.warning("skipping undecodable reply at offset %d: %s", message.offset(), error)
                     continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,7 +28,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-re
 PUBLIC_PREFIXES = ("/dashboard/static/",)
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
@@ -38,10 +38,12 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: list
 
 def request_key(scope: Scope) -> str | None:
     """The key a request carries: DF's ``code`` query parameter or ``Authorization: Bearer``."""
-    codes = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("code")
+    query: bytes = scope.get("query_string", b"")  # ASGI: raw bytes
+    codes = parse_qs(query.decode("latin-1")).get("code")
     if codes:
         return codes[0]
-    for name, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])  # ASGI: (name, value) byte pairs
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():

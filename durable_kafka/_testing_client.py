@@ -57,7 +57,7 @@ class InMemoryWorker(Worker):
             self._started = False
         self._backend.detach(self)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return dict(self._backend.orchestrations.stats)
 
     def errors(self) -> list[BaseException]:

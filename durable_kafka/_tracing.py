@@ -40,7 +40,11 @@ from durable_kafka.streams.events import (
     TimerCreated,
 )
 
-__all__ = ["TRACEPARENT", "TRACE_TAG", "Tracing", "carry_header", "current_traceparent", "parse_traceparent"]
+__all__ = ["TRACEPARENT", "TRACE_TAG", "RecordHeaders", "Tracing", "carry_header", "current_traceparent",
+           "parse_traceparent"]
+
+#: Kafka record headers as confluent-kafka's ``produce()`` takes them (its list form)
+RecordHeaders = list[tuple[str, str | bytes | None]]
 
 TRACEPARENT = "traceparent"
 #: the reserved instance tag that keeps the caller's trace context durably (history and store)
@@ -79,7 +83,7 @@ def current_traceparent() -> str | None:
     return format_traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
 
 
-def client_headers() -> list[tuple[str, bytes]] | None:
+def client_headers() -> RecordHeaders | None:
     """Record headers for a command a client sends: the current trace context, if any."""
     tp = current_traceparent()
     return [(TRACEPARENT, tp.encode())] if tp is not None else None
@@ -95,7 +99,7 @@ def header_of(headers: Sequence[tuple[str, bytes | None]] | None) -> bytes | Non
     return None
 
 
-def carry_header(rec: Any) -> list[tuple[str, bytes]] | None:
+def carry_header(rec: Any) -> RecordHeaders | None:
     """The ``traceparent`` header of a consumed record, to pass on with what it caused (triggers)."""
     value = header_of(rec.headers())
     return [(TRACEPARENT, value)] if value is not None and parse_traceparent(value) else None
@@ -135,7 +139,7 @@ class OrchestrationTrace:
         """The header that makes a record's spans children of the orchestration span."""
         return format_traceparent(self.trace_id, self.span_id, self.flags)
 
-    def header(self) -> list[tuple[str, bytes]]:
+    def header(self) -> RecordHeaders:
         return [(TRACEPARENT, self.traceparent().encode())]
 
 
@@ -297,7 +301,7 @@ def tag_outgoing(produce: Sequence[Any], instance_id: str, header: Any) -> None:
     """Give what the step sends on the instance's behalf the orchestration span as parent."""
     if header is None:
         return
-    carried: list[tuple[str, bytes]] | None = None
+    carried: RecordHeaders | None = None
     for p in produce:
         v = p.value
         if isinstance(v, (ActivityRequest, EntityMessage)) or (
@@ -309,7 +313,7 @@ def tag_outgoing(produce: Sequence[Any], instance_id: str, header: Any) -> None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _orchestration_header(instance_id: str, execution_id: str, caller: str | None) -> list[tuple[str, bytes]]:
+def _orchestration_header(instance_id: str, execution_id: str, caller: str | None) -> RecordHeaders:
     """The ``traceparent`` header naming an execution's span (cached: every step of it sends one)."""
     return OrchestrationTrace.of(instance_id, execution_id, {TRACE_TAG: caller} if caller else None).header()
 

@@ -60,6 +60,8 @@ class EntityInstanceId:
     """The id of one entity: a name (lower-cased) and a key; ``str()`` gives ``@name@key``."""
 
     __slots__ = ("name", "key")
+    name: str
+    key: str
 
     def __init__(self, name: str, key: str) -> None:
         if not isinstance(key, str):
@@ -347,7 +349,8 @@ def _operation_of(cls: type, operation: str) -> tuple[str, bool] | None:
 def run_operation(entity: Any, ctx: EntityContext, input: Any) -> Any:  # noqa: A002
     """Run one operation of a function or class entity; returns the operation's result."""
     if isinstance(entity, type) and issubclass(entity, DurableEntity):
-        found = _operation_of(entity, ctx.operation)
+        cls: type = entity  # as plain ``type``: mypy takes type[DurableEntity] for unhashable (lru_cache key)
+        found = _operation_of(cls, ctx.operation)
         if found is None:
             if ctx.operation.lower() == DELETE_OPERATION:
                 ctx.delete_state()

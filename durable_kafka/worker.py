@@ -448,8 +448,9 @@ class Worker:
     def is_running(self) -> bool:
         return self._started
 
-    def stats(self) -> dict[str, int]:
-        """Counters of the orchestration processor (episodes, executor cache hits/misses...)."""
+    def stats(self) -> dict[str, float]:
+        """Counters of the orchestration processor (episodes, executor cache hits/misses...) and its
+        timings (``process_s``, ``commit_s``: seconds, hence float)."""
         if self._orch_processor is None:
             return {}
         return {**self._orch_processor.handler.stats, **self._orch_processor.stats}

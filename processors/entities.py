@@ -15,6 +15,7 @@ import logging
 import os
 import traceback
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ class EntityHandler(KeyedHandlerShell):
 
     message_type = EntityMessage
     metrics: Any = None  # durable_kafka._metrics.EngineMetrics, set by the worker when metrics are on
+    cache: OrderedDict[str, tuple[int, EntityState | None]]  # entity id -> (partition, state)
 
     def __init__(self, processor: Processor, *, topics: EntityTopics, deadletter_topic: str,
                  entities: dict[str, Any], cache_size: int = 10_000, codec: Codec | None = None) -> None:
@@ -101,8 +103,8 @@ class EntityHandler(KeyedHandlerShell):
 
     # ------------------------------------------------------------------ one entity
     def _run_entity(self, txn: Transaction, partition: int, eid: str, now: datetime, *,
-                    msgs: list[EntityMessage] = (), raws: list[Message] = (),
-                    fired: list[EntityMessage] = ()) -> None:
+                    msgs: Sequence[EntityMessage] = (), raws: Sequence[Message] = (),
+                    fired: Sequence[EntityMessage] = ()) -> None:
         self.touch(eid)
         try:
             state = self._load(txn, partition, eid)
@@ -137,7 +139,10 @@ class EntityHandler(KeyedHandlerShell):
             self.cache.move_to_end(eid)
             return cached[1]
         raw = txn.get(partition, keys.entity_key(eid))
-        return self.codec.decode(raw, expected=EntityState) if raw is not None else None
+        if raw is None:
+            return None
+        state: EntityState = self.codec.decode(raw, expected=EntityState)  # the codec checks the type
+        return state
 
 
 def build_entity_processor(worker: Worker, store_options: StoreOptions | None,

@@ -32,14 +32,15 @@ from typing import Any, Callable
 from durable_kafka.entities import CLEAN_OPERATION, EntityContext, EntityInstanceId, run_operation
 from durable_kafka.errors import EntityOperationNotFoundError
 from durable_kafka.streams import events as ev
-from durable_kafka.streams.events import EntityMessage, EntityState, FailureDetails, HistoryEvent
+from durable_kafka.streams.events import AnyHistoryEvent, EntityMessage, EntityState, FailureDetails
 
 from durable_kafka.streams.limits import check_payload_size
 from durable_kafka.streams.payloads import discard_owned, externalize, resolve
 
 from . import store as keys
 from .context import failure_details_of
-from .instance import Outcome, Produce, history_record, to_ms
+from .instance import Outcome, Produce, history_record
+from .instance_state import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class EntityStep:
             failure_details=failure))
 
     def _on_lock(self, msg: EntityMessage, body: ev.LockEntities) -> None:
-        s = self.s
+        s = self._state()  # a clean earlier in this batch may have removed the record
         if s.lock_owner is not None:
             if s.lock_owner == body.parent_instance_id and s.critical_section_id == body.critical_section_id:
                 return  # this request already holds the lock
@@ -197,7 +198,7 @@ class EntityStep:
                 execution_id=body.parent_execution_id, request_id=body.critical_section_id, lock_granted=True))
 
     def _on_unlock(self, body: ev.UnlockEntity) -> None:
-        s = self.s
+        s = self._state()
         if s.lock_owner != body.parent_instance_id:
             # The owner gave up (ended) while its lock request still waits here: drop the request,
             # or it would take the lock later and keep it forever.
@@ -224,30 +225,31 @@ class EntityStep:
         return self.s
 
     def _must_wait(self, msg: EntityMessage, sender: str | None) -> bool:
-        s = self.s
+        s = self._state()  # a clean earlier in this batch may have removed the record
         if s.lock_owner is not None and sender != s.lock_owner:
             self._enqueue(msg)
             return True
         return False
 
     def _enqueue(self, msg: EntityMessage) -> None:
-        self.s.queued.append(msg)
+        self._state().queued.append(msg)
         self.visible = True
 
     def _clean(self) -> None:
         """Remove the record if it holds nothing (clean_entity_storage); else nothing happens."""
-        if is_removable(self.s):
+        s = self._state()
+        if is_removable(s):
             self.removed = True
             self.visible = False
-            self.s.recent_ids = []
+            s.recent_ids = []
             self.s = None
             self._recent = set()
         # a later message in this batch starts a new incarnation through _state()
 
     def _run(self, request_id: str, operation: str, input_json: str | None, sender: str | None,
-             called: HistoryEvent) -> tuple[str | None, FailureDetails | None]:
+             called: AnyHistoryEvent) -> tuple[str | None, FailureDetails | None]:
         """Run one operation; apply its effects only if it returned. (result JSON, failure)."""
-        s = self.s
+        s = self._state()
         self.operations += 1
         result: str | None = None
         failure: FailureDetails | None = None
@@ -288,7 +290,7 @@ class EntityStep:
         return result, failure
 
     def _send_effects(self, ctx: EntityContext) -> None:
-        s = self.s
+        s = self._state()
         base = f"{self.eid}/{s.execution_id}/{s.history_length}"
         for n, sig in enumerate(ctx.outcome.signals):
             self.out.produce.append(Produce(self.t.entity_operations, sig.entity_id, EntityMessage(
@@ -301,8 +303,9 @@ class EntityStep:
                 body=ev.StartOrchestration(name=orch.name, execution_id=uuid.uuid5(NAMESPACE, f"{base}/exec/{n}").hex,
                                            input=orch.input))))
 
-    def _history(self, event: HistoryEvent) -> None:
-        s = self.s
+    def _history(self, event: AnyHistoryEvent) -> None:
+        s = self._state()
+        assert s.execution_id is not None, "_state() names every incarnation"  # nullable only in the schema
         rec = history_record(self.eid, s.execution_id, s.history_length, event)
         s.history_length += 1
         self.out.produce.append(Produce(self.t.history, self.eid, rec))

@@ -19,13 +19,14 @@ import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-from durable_kafka._tracing import TRACE_TAG
+from durable_kafka._tracing import TRACE_TAG, RecordHeaders
 from durable_kafka.errors import InstanceAlreadyExistsError
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.events import (
+    AnyHistoryEvent,
     FailureDetails,
     HistoryEvent,
     HistoryRecord,
@@ -73,7 +74,7 @@ class Produce:
     topic: str
     key: str
     value: Any  # a record dataclass, or None for a tombstone
-    headers: list[tuple[str, bytes]] | None = None  # Kafka record headers (trace context)
+    headers: RecordHeaders | None = None  # Kafka record headers (trace context)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Outcome:
     evict: bool = False
 
 
-def history_record(instance_id: str, execution_id: str, index: int, event: HistoryEvent) -> HistoryRecord:
+def history_record(instance_id: str, execution_id: str, index: int, event: AnyHistoryEvent) -> HistoryRecord:
     return HistoryRecord(
         id=f"{instance_id}/{execution_id}/{index}",
         instance_id=instance_id,
@@ -135,7 +136,7 @@ class InstanceStep:
 
     def __init__(self, *, loaded: Loaded, instance_id: str, now: datetime, topics: Topics,
                  executor: Any, load_history: Callable[[str, str], list[HistoryEvent]],
-                 action_to_event: Callable[[Any, datetime], HistoryEvent | None]) -> None:
+                 action_to_event: Callable[[Any, datetime, str | None], AnyHistoryEvent]) -> None:
         self.s = loaded
         self.iid = instance_id
         self.now = now
@@ -144,7 +145,7 @@ class InstanceStep:
         self.load_history = load_history
         self.action_to_event = action_to_event
         self.out = Outcome()
-        self.new_events: list[HistoryEvent] = []
+        self.new_events: list[AnyHistoryEvent] = []
         # completions staged in this step (applied only when recorded): a redelivery of the
         # same result, timer or response later in the batch must not be staged twice
         self._staged: set[tuple[str, int | str]] = set()
@@ -219,7 +220,7 @@ class InstanceStep:
 
     # ------------------------------------------------------------------ message handlers
     def _on_start(self, m: OrchestratorMessage) -> None:
-        body: ev.StartOrchestration = m.body
+        body = _body(m, ev.StartOrchestration)
         h = self.s.header
         policy = body.if_exists
         if h is not None and policy == "skip":  # a trigger's start: the id exists, the record is handled
@@ -284,36 +285,41 @@ class InstanceStep:
         self.dirty = True
 
     def _on_raise(self, m: OrchestratorMessage) -> None:
+        body = _body(m, ev.RaiseEvent)
         if self.s.header is None:
             self._keep_waiting(m)
             return
-        if not self._active(f"event {m.body.name!r}"):
+        if not self._active(f"event {body.name!r}"):
             return
-        self.new_events.append(ev.EventRaised(event_id=-1, timestamp=self.now, name=m.body.name, input=m.body.input))
+        self.new_events.append(ev.EventRaised(event_id=-1, timestamp=self.now, name=body.name, input=body.input))
 
     def _on_terminate(self, m: OrchestratorMessage) -> None:
+        body = _body(m, ev.TerminateOrchestration)
         if not self._active("terminate"):
             return
-        h = self.s.header
+        h = self._header()
         if h.runtime_status == PENDING and h.pending:  # never started: run start + terminate now
             self.new_events = [r.event for r in h.pending] + self.new_events
             h.pending = []
             self._drop_timer(START_TIMER_ID)
-        self.new_events.append(ev.ExecutionTerminated(event_id=-1, timestamp=self.now, input=m.body.output,
-                                                      recurse=m.body.recursive))
-        if m.body.recursive:
+        self.new_events.append(ev.ExecutionTerminated(event_id=-1, timestamp=self.now, input=body.output,
+                                                      recurse=body.recursive))
+        if body.recursive:
             for child in h.children:
-                self._send(child, ev.TerminateOrchestration(output=m.body.output, recursive=True))
+                self._send(child, ev.TerminateOrchestration(output=body.output, recursive=True))
 
     def _on_suspend(self, m: OrchestratorMessage) -> None:
+        body = _body(m, ev.SuspendOrchestration)
         if self._active("suspend"):
-            self.new_events.append(ev.ExecutionSuspended(event_id=-1, timestamp=self.now, input=m.body.reason))
+            self.new_events.append(ev.ExecutionSuspended(event_id=-1, timestamp=self.now, input=body.reason))
 
     def _on_resume(self, m: OrchestratorMessage) -> None:
+        body = _body(m, ev.ResumeOrchestration)
         if self._active("resume"):
-            self.new_events.append(ev.ExecutionResumed(event_id=-1, timestamp=self.now, input=m.body.reason))
+            self.new_events.append(ev.ExecutionResumed(event_id=-1, timestamp=self.now, input=body.reason))
 
     def _on_purge(self, m: OrchestratorMessage) -> None:
+        body = _body(m, ev.PurgeOrchestration)
         h = self.s.header
         if h is None:
             self._reply(m, True, message='{"deleted": 0}')
@@ -322,7 +328,7 @@ class InstanceStep:
             self._reply(m, False, "InstanceNotTerminalError",
                         f"instance {self.iid!r} is {h.runtime_status.name.lower()}; terminate it before purging")
             return
-        if m.body.recursive:
+        if body.recursive:
             for child in h.children:
                 self._send(child, ev.PurgeOrchestration(recursive=True))
         # the large payloads this instance owns go with it (tombstones in this transaction)
@@ -341,12 +347,13 @@ class InstanceStep:
         rewind(self, m)
 
     def _on_activity_result(self, m: OrchestratorMessage) -> None:
-        self._on_task_result(m.body, ev.TaskCompleted, ev.TaskFailed)
+        self._on_task_result(_body(m, ev.ActivityResult), ev.TaskCompleted, ev.TaskFailed)
 
     def _on_sub_result(self, m: OrchestratorMessage) -> None:
-        self._on_task_result(m.body, ev.SubOrchestrationInstanceCompleted, ev.SubOrchestrationInstanceFailed)
+        self._on_task_result(_body(m, ev.SubOrchestrationResult), ev.SubOrchestrationInstanceCompleted,
+                             ev.SubOrchestrationInstanceFailed)
 
-    def _on_task_result(self, body: Any, ok: type, failed: type) -> None:
+    def _on_task_result(self, body: ev.ActivityResult | ev.SubOrchestrationResult, ok: type, failed: type) -> None:
         h = self.s.header
         if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
             return  # late result of an old execution, or of a terminated one: ignored
@@ -359,7 +366,7 @@ class InstanceStep:
             self.new_events.append(ok(event_id=-1, timestamp=self.now, task_scheduled_id=body.task_id, result=body.result))
 
     def _on_entity_response(self, m: OrchestratorMessage) -> None:
-        body: ev.EntityResponse = m.body
+        body = _body(m, ev.EntityResponse)
         h = self.s.header
         if h is None or h.execution_id != body.execution_id or h.runtime_status not in ACTIVE:
             return
@@ -377,14 +384,14 @@ class InstanceStep:
     # ------------------------------------------------------------------ the episode
     def _run_episodes(self) -> None:
         for _ in range(MAX_CONTINUATIONS):
-            h = self.s.header
+            h = self._header()
             if self.s.live is None:
                 self.s.live = self._rebuild(h)
             episode = [ev.OrchestratorStarted(event_id=-1, timestamp=self.now), *self.new_events]
             self.new_events = []
             result = self.s.live.step(episode)
             done = next((a for a in result.actions if _is_complete(a)), None)
-            recorded: list[HistoryEvent] = list(episode)
+            recorded: list[AnyHistoryEvent] = list(episode)
             if done is None or done.status != TERMINATED:
                 for action in result.actions:
                     if action is done:
@@ -451,7 +458,7 @@ class InstanceStep:
         if handler is not None:
             handler(self, action)
 
-    def _append_history(self, h: InstanceHeader, events_: list[HistoryEvent]) -> None:
+    def _append_history(self, h: InstanceHeader, events_: list[AnyHistoryEvent]) -> None:
         """Record ``events_`` (store + history topic) and apply each to the instance state."""
         for e in events_:
             rec = history_record(self.iid, h.execution_id, h.history_length, e)
@@ -462,7 +469,7 @@ class InstanceStep:
 
     def _fail(self, details: FailureDetails) -> None:
         """End the active execution FAILED with ``details`` (recorded, so history folds to it)."""
-        h = self.s.header
+        h = self._header()
         self._append_history(h, [ev.ExecutionCompleted(event_id=-1, timestamp=self.now, runtime_status=FAILED,
                                                         failure_details=details)])
         self._complete(h, _failure_action(details))
@@ -498,7 +505,7 @@ class InstanceStep:
             parent_task_id=h.parent_task_id, carried_events=carried, version=h.version)
         children = list(h.children)
         self._new_execution(body, created=False)
-        self.s.header.children = children
+        self._header().children = children
 
     def _delete_execution(self, h: InstanceHeader) -> None:
         """Tombstone an execution's history keys (their count is known: no scan needed)."""
@@ -510,19 +517,19 @@ class InstanceStep:
     # Each handler writes what the action sends or indexes; the state change comes from the
     # action's history event when it is recorded (see _append_history).
     def _act_schedule_task(self, a: Any) -> None:
-        h = self.s.header
+        h = self._header()
         self.out.produce.append(Produce(self.t.activity_topic(a.name), self.iid, ev.ActivityRequest(
             id=f"{self.iid}/{h.execution_id}/{a.id}", instance_id=self.iid, execution_id=h.execution_id,
             task_id=a.id, name=a.name, input=a.input, tags=dict(getattr(a, "tags", None) or {}))))
 
     def _act_create_timer(self, a: Any) -> None:
-        h = self.s.header
+        h = self._header()
         due = to_ms(a.fire_at)
         self.out.puts[keys.timer_key(due, self.iid, a.id)] = ev.TimerRecord(
             instance_id=self.iid, execution_id=h.execution_id, timer_id=a.id, fire_at=a.fire_at)
 
     def _act_sub_orchestration(self, a: Any) -> None:
-        h = self.s.header
+        h = self._header()
         exec_id = uuid.uuid5(NAMESPACE, f"{self.iid}/{h.execution_id}/{a.id}").hex
         self._send(a.instance_id, ev.StartOrchestration(
             name=a.name, execution_id=exec_id, input=a.input, parent_instance_id=self.iid,
@@ -540,13 +547,13 @@ class InstanceStep:
                                                        parent_instance_id=self.iid), msg_id=a.request_id)
 
     def _act_call_entity(self, a: Any) -> None:
-        h = self.s.header
+        h = self._header()
         self._send_entity(a.entity_id, ev.CallEntity(operation=a.operation, request_id=a.request_id, input=a.input,
                                                      parent_instance_id=self.iid, parent_execution_id=h.execution_id),
                           msg_id=a.request_id)
 
     def _act_lock_entities(self, a: Any) -> None:
-        h = self.s.header
+        h = self._header()
         lock_set = list(a.lock_set)
         self._send_entity(lock_set[0], ev.LockEntities(critical_section_id=a.critical_section_id, lock_set=lock_set,
                                                        position=0, parent_instance_id=self.iid,
@@ -563,7 +570,7 @@ class InstanceStep:
         """reuse="fail": the start goes to the dead-letter topic with its trigger's coordinates."""
         from durable_kafka.streams.deadletter import build_dead_letter
 
-        route, topic, partition, offset = _parse_source(m.body.source)
+        route, topic, partition, offset = _parse_source(_body(m, ev.StartOrchestration).source)
         letter = build_dead_letter(topic=topic, partition=partition, offset=offset, key=self.iid.encode(),
                                    value=None, reason=f"route {route!r}: {reason} (reuse='fail')",
                                    error_type="InstanceExistsError", instance_id=self.iid,
@@ -582,15 +589,16 @@ class InstanceStep:
 
     def _keep_waiting(self, m: OrchestratorMessage) -> None:
         """An event for an id with no instance yet: keep it (once per message id) until it starts."""
+        body = _body(m, ev.RaiseEvent)
         waiting = self.s.waiting
         if any(w.id == m.id for w in waiting):
             return
         if len(waiting) >= MAX_WAITING_EVENTS:
             log.warning("event %r for %s dropped: %d events already wait for that instance to start",
-                        m.body.name, self.iid, len(waiting))
+                        body.name, self.iid, len(waiting))
             return
         rec = HistoryRecord(id=m.id, instance_id=self.iid, execution_id="", index=len(waiting),
-                            event=ev.EventRaised(event_id=-1, timestamp=self.now, name=m.body.name, input=m.body.input))
+                            event=ev.EventRaised(event_id=-1, timestamp=self.now, name=body.name, input=body.input))
         waiting.append(rec)
         self.out.puts[keys.waiting_key(self.iid, m.id)] = rec
 
@@ -603,6 +611,13 @@ class InstanceStep:
         return [replace(w.event, timestamp=self.now) for w in waiting if to_ms(w.event.timestamp) >= oldest]
 
     # ------------------------------------------------------------------ helpers
+    def _header(self) -> InstanceHeader:
+        """The header of the instance's current execution, for code that runs only while one exists
+        (an episode, its actions, an end being recorded)."""
+        h = self.s.header
+        assert h is not None, f"{self.iid}: no execution"
+        return h
+
     def _active(self, what: str) -> bool:
         h = self.s.header
         if h is None or h.runtime_status not in ACTIVE:
@@ -642,7 +657,17 @@ class InstanceStep:
             self.out.puts[keys.timer_key(due, self.iid, timer_id)] = None
 
 
-def _completion_key(e: HistoryEvent) -> tuple[str, int | str] | None:
+_B = TypeVar("_B")
+
+
+def _body(m: OrchestratorMessage, kind: type[_B]) -> _B:
+    """``m``'s body as the type its handler was chosen for (``_HANDLERS`` dispatches on it)."""
+    body = m.body
+    assert isinstance(body, kind), f"{type(body).__name__} is not {kind.__name__}"
+    return body
+
+
+def _completion_key(e: AnyHistoryEvent) -> tuple[str, int | str] | None:
     """The key ``_stage_completion`` dedupes a completion event by (None: not a completion)."""
     if isinstance(e, (ev.TaskCompleted, ev.TaskFailed, ev.SubOrchestrationInstanceCompleted,
                       ev.SubOrchestrationInstanceFailed)):

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -35,6 +35,7 @@ from .store import MAX_STATE_AGE_S, StoreSet
 
 if TYPE_CHECKING:
     from durable_kafka._metrics import ProcessorMetrics
+    from durable_kafka._tracing import RecordHeaders
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ class ProcessorConfig:
     #: back at once instead of after a rebalance; None derives it from the transactional id
     group_instance_id: str | None = None
     static_membership: bool = True
-    producer_overrides: dict = field(default_factory=dict)
-    consumer_overrides: dict = field(default_factory=dict)
-    kafka_config: dict = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
+    producer_overrides: dict[str, Any] = field(default_factory=dict)
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    kafka_config: dict[str, Any] = field(default_factory=dict)  # security.protocol, sasl.*, ssl.*: every client here
     #: more than one source topic (any partition counts); empty: just ``source_topic``
     source_topics: tuple[str, ...] = ()
     #: records for topics starting with one of these are dispatched at once by a plain
@@ -129,7 +130,7 @@ class Transaction:
         return [(k, v) for k, v in sorted(merged.items()) if v is not None]
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+                headers: RecordHeaders | None = None) -> None:
         check_record_size(topic, key, value)
         if self._dispatcher is not None and partition is None and topic.startswith(self._dispatch_topics):
             if headers:  # trace context (durable_kafka._tracing)
@@ -188,6 +189,9 @@ class Transaction:
 
 class Handler(Protocol):
     """The processor-specific part: turn source records (and due timers) into a transaction."""
+
+    #: the handler's own counters (deadletters, episodes...), reported with the processor's
+    stats: dict[str, int]
 
     def process(self, txn: Transaction, records: list[Message]) -> None: ...
 
@@ -322,7 +326,7 @@ class Processor:
                 **config.producer_overrides,
             }))
 
-    def _static_membership(self) -> dict:
+    def _static_membership(self) -> dict[str, str]:
         if not self.config.static_membership:
             return {}
         return {"group.instance.id": self.config.group_instance_id or self.config.transactional_id}
@@ -447,12 +451,13 @@ class Processor:
             changes: dict[int, dict[bytes, bytes | None]] = {}
             last: dict[int, int] = {}
             for m in msgs:
-                changes.setdefault(m.partition(), {})[m.key()] = m.value()
-                last[m.partition()] = m.offset()
+                _topic, p, offset = record_position(m)
+                changes.setdefault(p, {})[m.key()] = m.value()
+                last[p] = offset
             for partition, batch in changes.items():
-                store = self.stores.get(partition)
-                if store is not None:
-                    store.write(batch, last[partition])
+                target = self.stores.get(partition)
+                if target is not None:
+                    target.write(batch, last[partition])
                     applied += len(batch)
             if time.monotonic() - last_log > 5:
                 log.warning("restoring %s: %d records so far", topic, applied)
@@ -683,9 +688,10 @@ class Processor:
         first, rest = msgs[0], msgs[1:]
         if rest:
             self._seek_to_first(rest)
-        key = (first.topic(), first.partition())
+        topic, partition, offset = record_position(first)
+        key = (topic, partition)
         last = self._suspects.get(key)
-        if last is None or first.offset() > last:  # past the records that failed together
+        if last is None or offset > last:  # past the records that failed together
             self._suspects.pop(key, None)
             if not self._suspects:
                 self._seek_to_first([first])
@@ -745,16 +751,18 @@ class Processor:
         self.handler.on_aborted()
         self._failures_since_progress += 1
         for m in msgs:
-            key = (m.topic(), m.partition())
-            self._suspects[key] = max(self._suspects.get(key, -1), m.offset())
+            topic, partition, offset = record_position(m)
+            key = (topic, partition)
+            self._suspects[key] = max(self._suspects.get(key, -1), offset)
         self._seek_to_first(msgs)
 
     def _seek_to_first(self, msgs: list[Message]) -> None:
         """Seek each partition of ``msgs`` back to its first record there (still owned only)."""
         firsts: dict[tuple[str, int], int] = {}
         for m in msgs:
-            key = (m.topic(), m.partition())
-            firsts[key] = min(firsts.get(key, m.offset()), m.offset())
+            topic, partition, offset = record_position(m)
+            key = (topic, partition)
+            firsts[key] = min(firsts.get(key, offset), offset)
         for (t, p), off in firsts.items():
             if (t, p) in self._assigned_tps:
                 self.consumer.seek(TopicPartition(t, p, off))
@@ -762,11 +770,11 @@ class Processor:
     def _produce_changelog(self, txn: Transaction) -> dict[int, int]:
         delivered: dict[int, int] = {}
 
-        def on_delivery(err, msg) -> None:  # noqa: ANN001 - librdkafka callback signature
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
-                p = msg.partition()
-                if msg.offset() > delivered.get(p, -1):
-                    delivered[p] = msg.offset()
+                _topic, p, offset = record_position(msg)
+                if offset > delivered.get(p, -1):
+                    delivered[p] = offset
 
         topic = self.config.changelog_topic
         if topic is None:  # stateless: a handler of such a processor never puts
@@ -821,7 +829,19 @@ class Processor:
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for m in msgs:
-        key = (m.topic(), m.partition())
-        if m.offset() >= last.get(key, -1):
-            last[key] = m.offset()
+        topic, partition, offset = record_position(m)
+        key = (topic, partition)
+        if offset >= last.get(key, -1):
+            last[key] = offset
     return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
+
+
+def record_position(rec: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed or delivered record.
+
+    librdkafka always sets the three on such a record; confluent-kafka types them Optional
+    (they are None only on error events, which never get here).
+    """
+    topic, partition, offset = rec.topic(), rec.partition(), rec.offset()
+    assert topic is not None and partition is not None and offset is not None, "record without a position"
+    return topic, partition, offset

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from confluent_kafka import Message
 
+from durable_kafka._tracing import RecordHeaders
 from durable_kafka.errors import CodecError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: encoded store puts (key, bytes or None) and records to produce (topic, key, bytes or None,
 #: record headers or None)
-Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]]]
+Writes = tuple[list[tuple[bytes, bytes | None]], list[tuple[str, bytes, bytes | None, RecordHeaders | None]]]
 
 
 class KeyedHandlerShell:

@@ -243,3 +243,17 @@ def test_delete_keeps_a_transient_record_with_its_history_counter():
     st = s.finish().puts[keys.entity_key(E)]
     assert st.state is None and st.history_length == 4
     assert produced(s.out, "status")[-1].state is None
+
+
+def test_clean_queued_behind_a_lock_then_more_queued_work_starts_a_new_incarnation():
+    # a stateless entity locked by an orchestration; a client's clean and a signal wait behind
+    # the lock; the unlock runs both: the clean removes the record, and the signal after it must
+    # start a new incarnation (it used to meet the removed state: AttributeError on None)
+    s = step()
+    s.apply(lock("orch-A", "cs1"))
+    s.apply(signal(CLEAN_OPERATION, mid="c1"))
+    s.apply(signal("add", 5, mid="a"))
+    assert len(s.s.queued) == 2
+    s.apply(unlock("orch-A", "cs1"))
+    st = s.finish().puts[keys.entity_key(E)]
+    assert st.state == "5" and st.lock_owner is None and st.queued == []
