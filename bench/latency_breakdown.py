@@ -8,8 +8,9 @@ and status observation. Prints figures; asserts nothing.
 
     .venv/bin/python bench/latency_breakdown.py [--runs 60] [--partitions 4] [--only early|in-transaction]
 
-By default it measures both ways of sending activity requests in one run: early dispatch (the
-default: sent before the step commits) and in-transaction (``Worker(early_dispatch=False)``).
+By default it measures both ways of sending activity requests in one run, a worker for each on
+its own hub, alternating run by run: early dispatch (the default: sent before the step commits)
+and in-transaction (``Worker(early_dispatch=False)``).
 """
 
 from __future__ import annotations
@@ -41,34 +42,45 @@ def _ms(values: list[float]) -> str:
             f"max {values[-1] * 1000:7.2f}  mean {statistics.fmean(values) * 1000:6.2f} ms")
 
 
-def measure(early_dispatch: bool, runs: int, partitions: int) -> dict[str, object]:
-    """One fresh hub and worker; ``runs`` HelloSequence5 one at a time; the processor's timings."""
-    hub = f"lat{uuid.uuid4().hex[:8]}"
-    worker = Worker(hub=hub, state_dir=tempfile.mkdtemp(prefix="dk-lat-"), partitions=partitions,
-                    early_dispatch=early_dispatch)
-    worker.add_orchestrator(hello_sequence5)
-    worker.add_activity(hello)
+def measure(variants: dict[str, bool], runs: int, partitions: int) -> dict[str, dict[str, object]]:
+    """One fresh hub and worker per variant, all up at once; ``runs`` HelloSequence5 one at a time,
+    alternating between the variants run by run (so drift in the machine's speed hits all alike)."""
+    systems = {}
     try:
-        with worker, Client(hub=hub) as client:
-            print(f"hub {hub} (early_dispatch={early_dispatch}): warming up", file=sys.stderr, flush=True)
+        for label, early in variants.items():
+            hub = f"lat{uuid.uuid4().hex[:8]}"
+            worker = Worker(hub=hub, state_dir=tempfile.mkdtemp(prefix="dk-lat-"), partitions=partitions,
+                            early_dispatch=early)
+            worker.add_orchestrator(hello_sequence5)
+            worker.add_activity(hello)
+            worker.start()
+            systems[label] = (hub, worker, Client(hub=hub))
+        for label, (hub, worker, client) in systems.items():
+            print(f"hub {hub} ({label}): warming up", file=sys.stderr, flush=True)
             for _ in range(5):
                 client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
-            proc = worker._orch_processor
-            proc.timings.clear()
-            batches_before = proc.stats["batches"]
-            e2e = []
-            for i in range(runs):
+            worker._orch_processor.timings.clear()
+        before = {label: w._orch_processor.stats["batches"] for label, (_, w, _) in systems.items()}
+        e2e: dict[str, list[float]] = {label: [] for label in systems}
+        for i in range(runs):
+            for label, (_, _, client) in systems.items():
                 began = time.perf_counter()
                 client.wait_for_orchestration_completion(client.schedule_new_orchestration(hello_sequence5))
-                e2e.append(time.perf_counter() - began)
-                if (i + 1) % 20 == 0:
-                    print(f"  {i + 1}/{runs} runs", file=sys.stderr, flush=True)
-            steps = list(proc.timings)
-            per_orchestration = (proc.stats["batches"] - batches_before) / runs
+                e2e[label].append(time.perf_counter() - began)
+            if (i + 1) % 20 == 0:
+                print(f"  {i + 1}/{runs} runs of each", file=sys.stderr, flush=True)
+        results = {}
+        for label, (_, worker, _) in systems.items():
+            proc = worker._orch_processor
+            process, offsets, commit = (list(x) for x in zip(*proc.timings))
+            results[label] = {"e2e": e2e[label], "process": process, "offsets": offsets, "commit": commit,
+                              "steps": (proc.stats["batches"] - before[label]) / runs}
+        return results
     finally:
-        delete_hub(hub)
-    process, offsets, commit = (list(x) for x in zip(*steps))
-    return {"e2e": e2e, "process": process, "offsets": offsets, "commit": commit, "steps": per_orchestration}
+        for hub, worker, client in systems.values():
+            client.close()
+            worker.stop()
+            delete_hub(hub)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -86,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"in-transaction": False, "early": True}
     if args.only:
         variants = {args.only: variants[args.only]}
-    results = {label: measure(early, args.runs, args.partitions) for label, early in variants.items()}
+    results = measure(variants, args.runs, args.partitions)
     for label, r in results.items():
         e2e, process, offsets, commit = r["e2e"], r["process"], r["offsets"], r["commit"]
         per_orchestration = r["steps"]

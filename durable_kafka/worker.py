@@ -84,8 +84,10 @@ class Worker:
       splits); replay does not depend on it, so workers may differ during a rolling change.
       ``early_dispatch``: send activity requests as soon as the step that schedules them has
       run, without waiting for its transaction to commit (the commit still waits for their
-      acknowledgement); saves a commit per activity hop. False sends them inside the
-      transaction, as before (docs/DECISIONS.md, "Activity requests leave before the commit").
+      acknowledgement). Off by default: measured on this 2-core machine it did not lower
+      HelloSequence5 latency (the step's own commit stays on the critical path and the
+      concurrent activity slowed it); worth trying where the activity worker and the broker
+      do not share the processor's cores (docs/DECISIONS.md D14).
       ``metrics_port``: serve Prometheus metrics on ``http://<metrics_addr>:<port>/metrics``
       (off by default; docs/OPERATIONS.md lists the series); ``metrics_registry``: a
       ``prometheus_client.CollectorRegistry`` to collect them into instead of (or as well as)
@@ -114,7 +116,7 @@ class Worker:
         replication_factor: int | None = None,
         min_insync_replicas: int | None = None,
         maximum_timer_interval: timedelta | None = DEFAULT_MAXIMUM_TIMER_INTERVAL,
-        early_dispatch: bool = True,
+        early_dispatch: bool = False,
         metrics_port: int | None = None,
         metrics_addr: str = "0.0.0.0",
         metrics_registry: Any = None,

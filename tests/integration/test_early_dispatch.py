@@ -59,7 +59,8 @@ def test_aborts_between_dispatch_and_commit_lose_and_double_nothing(hub, tmp_pat
 
     monkeypatch.setattr(runtime.Transaction, "confirm_dispatched", confirm_then_maybe_abort)
     _executions.clear()
-    worker = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions)
+    worker = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions,
+                    early_dispatch=True)
     worker.add_orchestrator(sequence)
     worker.add_activity(hop)
     ids = [f"ed-{uuid.uuid4().hex[:8]}-{i}" for i in range(N)]
