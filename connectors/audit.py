@@ -82,10 +82,11 @@ class AuditReport:
         return not self.problems
 
 
-def fold(records: Iterable[ev.HistoryRecord]) -> dict[str, FoldedInstance]:
-    """Fold history records (topic order) into the latest execution of each instance."""
+def fold(records: Iterable[ev.HistoryRecord | ev.HistoryBatch]) -> dict[str, FoldedInstance]:
+    """Fold history values (topic order; batches are taken event by event) into the latest
+    execution of each instance."""
     out: dict[str, FoldedInstance] = {}
-    for rec in records:
+    for rec in (r for value in records for r in ev.history_records(value)):
         if rec.instance_id.startswith("@"):
             continue  # entity operations: audited by their own counters
         f = out.setdefault(rec.instance_id, FoldedInstance(rec.instance_id))
@@ -144,9 +145,10 @@ def audit(hub: str, bootstrap: str | None = None, *, orchestrators: Any = None,
         report.problems.append(f"undecodable record at {message.topic()}[{message.partition()}]@{message.offset()}: "
                                f"{exc}")
 
-    history = [v for _, v in read_topic(bootstrap, topics.history, codec, progress, undecodable,
+    # one HistoryBatch per orchestration step (D20), one HistoryRecord per event before it and for entities
+    history = [r for _, v in read_topic(bootstrap, topics.history, codec, progress, undecodable,
                                         kafka_config=kafka_config)
-               if v is not None and isinstance(v, ev.HistoryRecord)]
+               for r in ev.history_records(v)]
     report.records = len(history)
     seen: set[str] = set()
     for rec in history:

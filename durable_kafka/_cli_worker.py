@@ -136,10 +136,10 @@ def _export(hub: str, bootstrap: str, config: dict[str, Any], directory: str) ->
     from durable_kafka._testing_replayer import export_histories
     from durable_kafka.connectors.audit import read_topic
     from durable_kafka.streams.codec import Codec
-    from durable_kafka.streams.events import HistoryRecord
+    from durable_kafka.streams.events import history_records
     from durable_kafka.streams.topics import HubTopics
 
-    records = [v for _, v in read_topic(bootstrap, HubTopics(hub).history, Codec.default(), kafka_config=config)
-               if isinstance(v, HistoryRecord)]
+    records = [r for _, v in read_topic(bootstrap, HubTopics(hub).history, Codec.default(), kafka_config=config)
+               for r in history_records(v)]
     paths = export_histories(records, directory)
     print(f"exported {len(paths)} histories into {directory}")

@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 from durable_kafka._client_kafka import Metadata, is_partition_eof
 from durable_kafka.errors import CodecError, TimeoutError
 from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.events import HistoryEvent, HistoryRecord
+from durable_kafka.streams.events import HistoryBatch, HistoryEvent, HistoryRecord, history_records
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,14 @@ def read_history(
                 if message.key() != key or value is None:
                     continue
                 try:
-                    record = codec.decode(value, expected=HistoryRecord)
+                    decoded = codec.decode(value, expected=(HistoryRecord, HistoryBatch))
                 except CodecError as error:
                     log.warning("skipping undecodable history record at offset %d: %s",
                                 message.offset(), error)
                     continue
-                if record.instance_id == instance_id and record.execution_id == execution_id:
-                    records.setdefault(record.id, record)
+                for record in history_records(decoded):  # a batch per step (D20) or one event
+                    if record.instance_id == instance_id and record.execution_id == execution_id:
+                        records.setdefault(record.id, record)
     finally:
         consumer.close()
     return [record.event for record in sorted(records.values(), key=lambda r: r.index)]

@@ -52,10 +52,12 @@ from durable_kafka.streams.events import (
     EntityState,
     FailureDetails,
     HistoryEvent,
+    HistoryBatch,
     HistoryRecord,
     InstanceStatus,
     OrchestratorMessage,
 )
+from durable_kafka.streams.events import history_records
 from durable_kafka.streams.limits import check_record_size
 from durable_kafka.streams.topics import HubTopics, validate_hub_name
 from durable_kafka.task import ActivityContext
@@ -351,7 +353,8 @@ class Backend:
         text_key = key.decode("utf-8", "replace") if key is not None else ""
         if topic == t.history:
             if value is not None:
-                self.history.append(self.codec.decode(value, expected=HistoryRecord))
+                # one HistoryBatch per orchestration step (D20), a HistoryRecord per entity event
+                self.history.extend(history_records(self.codec.decode(value, expected=(HistoryRecord, HistoryBatch))))
         elif topic == t.status:
             if value is None:
                 self.statuses.pop(text_key, None)

@@ -35,7 +35,7 @@ from durable_kafka.errors import InvalidArgumentError, NonDeterminismError, Orch
 from durable_kafka.processors import history_json
 from durable_kafka.processors.executor import LiveOrchestration, OrchestrationExecutor, OrchestratorRegistry
 from durable_kafka.streams import events as ev
-from durable_kafka.streams.events import FailureDetails, HistoryEvent, HistoryRecord
+from durable_kafka.streams.events import FailureDetails, HistoryBatch, HistoryEvent, HistoryRecord, history_records
 from durable_kafka.streams.status import OrchestrationStatus
 
 _END_RECORDS = (ev.ExecutionCompleted, ev.ContinueAsNew)
@@ -146,7 +146,7 @@ class Replayer:
     def replay_all(self, histories: Iterable[Any]) -> list[ReplayResult]:
         """Replay several histories (or the records of a whole history topic, grouped by instance);
         the first divergence raises."""
-        items = list(histories)
+        items = _expanded(list(histories))
         if items and all(isinstance(x, HistoryRecord) for x in items):
             by_instance: dict[str, list[HistoryRecord]] = {}
             for rec in items:
@@ -156,7 +156,7 @@ class Replayer:
         return [self.replay(h) for h in items]
 
 
-def export_histories(records: Iterable[HistoryRecord], directory: str | os.PathLike[str]) -> list[Path]:
+def export_histories(records: Iterable[HistoryRecord | HistoryBatch], directory: str | os.PathLike[str]) -> list[Path]:
     """Write the latest execution of every orchestration in ``records`` (the history topic, in
     order) as one JSON file per instance that :meth:`Replayer.load` reads; returns the paths.
 
@@ -166,7 +166,7 @@ def export_histories(records: Iterable[HistoryRecord], directory: str | os.PathL
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     by_instance: dict[str, list[HistoryRecord]] = {}
-    for rec in records:
+    for rec in _expanded(list(records)):
         if not rec.instance_id.startswith("@"):  # entity operations have no orchestrator to replay
             by_instance.setdefault(rec.instance_id, []).append(rec)
     paths = []
@@ -305,7 +305,7 @@ def _recorded(history: Any, instance_id: str | None) -> RecordedHistory:
         return loaded if instance_id is None else RecordedHistory(instance_id, loaded.events)
     if hasattr(history, "records") and hasattr(history, "instance_id"):  # connectors.audit.FoldedInstance
         return _from_records(list(history.records), instance_id)
-    items = list(history)
+    items = _expanded(list(history))
     if items and all(isinstance(x, HistoryRecord) for x in items):
         return _from_records(items, instance_id)
     if all(isinstance(x, HistoryEvent) for x in items):
@@ -314,6 +314,14 @@ def _recorded(history: Any, instance_id: str | None) -> RecordedHistory:
         return RecordedHistory(instance_id or "replay", [history_json.from_json(x) for x in items])
     raise InvalidArgumentError("a history is a list of history events, of HistoryRecords, a RecordedHistory or a "
                                f"JSON file path; got {type(history).__name__}")
+
+
+def _expanded(items: list[Any]) -> list[Any]:
+    """Values of the history topic (``HistoryBatch`` per step, ``HistoryRecord`` per event) as
+    one ``HistoryRecord`` per event; any other list as it is."""
+    if items and all(isinstance(x, (HistoryRecord, HistoryBatch)) for x in items):
+        return [r for x in items for r in history_records(x)]
+    return items
 
 
 def _from_records(records: list[HistoryRecord], instance_id: str | None) -> RecordedHistory:

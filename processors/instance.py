@@ -28,6 +28,7 @@ from durable_kafka.streams.failures import qualified_name
 from durable_kafka.streams.events import (
     AnyHistoryEvent,
     FailureDetails,
+    HistoryBatch,
     HistoryEvent,
     HistoryRecord,
     InstanceHeader,
@@ -136,15 +137,20 @@ class InstanceStep:
 
     def __init__(self, *, loaded: Loaded, instance_id: str, now: datetime, topics: Topics,
                  executor: Any, load_history: Callable[[str, str], list[HistoryEvent]],
-                 action_to_event: Callable[[Any, datetime, str | None], AnyHistoryEvent]) -> None:
+                 action_to_event: Callable[[Any, datetime, str | None], AnyHistoryEvent],
+                 history_keys: Callable[[str, str], list[bytes]] | None = None) -> None:
         self.s = loaded
         self.iid = instance_id
         self.now = now
         self.t = topics
         self.executor = executor
         self.load_history = load_history
+        #: the store keys an execution's history occupies (one per batch), for its tombstones;
+        #: None: tombstone every index (a superset, right for per-event and batched history alike)
+        self.history_keys = history_keys
         self.action_to_event = action_to_event
         self.out = Outcome()
+        self._batch: HistoryBatch | None = None  # this step's history record (D20: one per step)
         self.new_events: list[AnyHistoryEvent] = []
         # completions staged in this step (applied only when recorded): a redelivery of the
         # same result, timer or response later in the batch must not be staged twice
@@ -459,13 +465,26 @@ class InstanceStep:
             handler(self, action)
 
     def _append_history(self, h: InstanceHeader, events_: list[AnyHistoryEvent]) -> None:
-        """Record ``events_`` (store + history topic) and apply each to the instance state."""
+        """Record ``events_`` and apply each to the instance state.
+
+        Everything a step records for one execution goes into one :class:`HistoryBatch`: one
+        record on the history topic and one in the changelog (under the key of its first index)
+        per step, not one per event (docs/DECISIONS.md D20). The batch is a value of the outcome
+        until the shell encodes it, so later appends in the same step extend it in place.
+        """
+        if not events_:
+            return
+        batch = self._batch
+        if batch is None or batch.execution_id != h.execution_id or batch.index + len(batch.events) != h.history_length:
+            batch = self._batch = HistoryBatch(id="", instance_id=self.iid, execution_id=h.execution_id,
+                                               index=h.history_length, events=[])
+            self.out.puts[keys.history_key(self.iid, h.execution_id, batch.index)] = batch
+            self.out.produce.append(Produce(self.t.history, self.iid, batch))
         for e in events_:
-            rec = history_record(self.iid, h.execution_id, h.history_length, e)
+            batch.events.append(e)
             h.history_length += 1
-            self.out.puts[keys.history_key(self.iid, h.execution_id, rec.index)] = rec
-            self.out.produce.append(Produce(self.t.history, self.iid, rec))
             apply_event(self.s, e)
+        batch.id = ev.batch_id(self.iid, h.execution_id, batch.index, len(batch.events))
 
     def _fail(self, details: FailureDetails) -> None:
         """End the active execution FAILED with ``details`` (recorded, so history folds to it)."""
@@ -508,9 +527,15 @@ class InstanceStep:
         self._header().children = children
 
     def _delete_execution(self, h: InstanceHeader) -> None:
-        """Tombstone an execution's history keys (their count is known: no scan needed)."""
-        for i in range(h.history_length):
-            self.out.puts[keys.history_key(self.iid, h.execution_id, i)] = None
+        """Tombstone an execution's history keys: the stored batches' and this step's own."""
+        prefix = keys.history_prefix(self.iid, h.execution_id)
+        if self.history_keys is None:
+            doomed = [keys.history_key(self.iid, h.execution_id, i) for i in range(h.history_length)]
+        else:
+            doomed = self.history_keys(self.iid, h.execution_id) if h.history_length else []
+            doomed += [k for k, v in self.out.puts.items() if v is not None and k.startswith(prefix)]
+        for k in doomed:
+            self.out.puts[k] = None
         h.history_length = 0
 
     # ------------------------------------------------------------------ actions -> records

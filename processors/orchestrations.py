@@ -43,6 +43,7 @@ from .instance import (
     fail_instance,
     status_of,
 )
+from .history_batches import split_oversized_batches
 from .instance_state import recover_open_work, to_ms
 from .executor import OrchestrationExecutor, OrchestratorRegistry
 from .routing import ActivityRouter
@@ -289,11 +290,23 @@ class OrchestrationHandler(KeyedHandlerShell):
         if self.tracing is not None:
             self._spans.append(orchestration_span(h, h.last_updated_at))
 
+    def encode(self, outcome: Outcome) -> Writes:
+        """Encode and size the outcome; a history batch too large for one record is split first.
+
+        The split runs only after a size failure, so the common step encodes once.
+        """
+        try:
+            return super().encode(outcome)
+        except PayloadTooLargeError:
+            if not split_oversized_batches(outcome, self.codec):
+                raise
+            return super().encode(outcome)
+
     def _step(self, loaded: Loaded, iid: str, now: datetime, executor: Any = None) -> InstanceStep:
         return InstanceStep(loaded=loaded, instance_id=iid, now=now, topics=self.topics,
                             executor=executor or self.executor,
                             load_history=lambda i, e: self._history_cache[(i, e)],
-                            action_to_event=self.action_to_event)
+                            action_to_event=self.action_to_event, history_keys=self._history_cache.keys)
 
     def _fail_new(self, txn: Transaction, partition: int, iid: str, now: datetime,
                   msgs: Sequence[OrchestratorMessage], raws: Sequence[Message], exc: PayloadTooLargeError) -> bool:
@@ -349,7 +362,8 @@ class OrchestrationHandler(KeyedHandlerShell):
 
     def load_history(self, txn: Transaction, partition: int, iid: str, execution_id: str) -> list[HistoryEvent]:
         rows = txn.scan(partition, keys.history_prefix(iid, execution_id))
-        return [self.codec.decode(v, expected=ev.HistoryRecord).event for _, v in rows]
+        # one HistoryBatch per step (D20); a HistoryRecord per event where an older release wrote it
+        return [e for _, v in rows for e in ev.history_events(self.codec.decode(v))]
 
     def _write(self, txn: Transaction, partition: int, iid: str, loaded: Loaded, outcome: Outcome,
                writes: Writes, before: tuple[str, str] | None = None, old: InstanceHeader | None = None) -> None:
@@ -446,4 +460,8 @@ class _LazyHistory:
         if key not in self._memo:
             self._memo[key] = self.h.load_history(self.txn, self.p, *key)
         return self._memo[key]
+
+    def keys(self, instance_id: str, execution_id: str) -> list[bytes]:
+        """The store keys of an execution's history records (one per batch), for tombstones."""
+        return [k for k, _ in self.txn.scan(self.p, keys.history_prefix(instance_id, execution_id))]
 

@@ -350,6 +350,55 @@ class HistoryRecord:
     event: AnyHistoryEvent
 
 
+@dataclass
+class HistoryBatch:
+    """The history events one orchestration step recorded, in order: one record per step.
+
+    Why a batch (docs/DECISIONS.md D20): a step records its events together (OrchestratorStarted,
+    the completions it applied, the actions it scheduled, OrchestratorCompleted), and one record
+    per event made history the bulk of what the engine wrote to Kafka, twice (``<hub>.history``
+    and the changelog). Event ``i`` of the batch is at position ``index + i`` of its execution's
+    history and keeps the per-event id ``"<instance_id>/<execution_id>/<index + i>"``, so readers
+    that go through :func:`history_records` see exactly the ``HistoryRecord`` values a per-event
+    writer would have produced. ``id`` is ``"<instance_id>/<execution_id>/<index>+<count>"``.
+    """
+
+    id: str
+    instance_id: str
+    execution_id: str
+    index: int
+    events: list[AnyHistoryEvent] = field(default_factory=list)
+
+
+def batch_id(instance_id: str, execution_id: str, index: int, count: int) -> str:
+    return f"{instance_id}/{execution_id}/{index}+{count}"
+
+
+def history_records(value: object) -> list[HistoryRecord]:
+    """The ``HistoryRecord`` of each event a value of ``<hub>.history`` (or its changelog) holds.
+
+    A ``HistoryRecord`` (what releases before D20 wrote, and what entities still write) is
+    itself; a ``HistoryBatch`` is expanded event by event; anything else (a tombstone, another
+    record type) holds none.
+    """
+    if isinstance(value, HistoryRecord):
+        return [value]
+    if isinstance(value, HistoryBatch):
+        iid, xid, first = value.instance_id, value.execution_id, value.index
+        return [HistoryRecord(id=f"{iid}/{xid}/{first + i}", instance_id=iid, execution_id=xid, index=first + i, event=e)
+                for i, e in enumerate(value.events)]
+    return []
+
+
+def history_events(value: object) -> list[AnyHistoryEvent]:
+    """The events of one history value (``HistoryRecord`` or ``HistoryBatch``), in order."""
+    if isinstance(value, HistoryBatch):
+        return list(value.events)
+    if isinstance(value, HistoryRecord):
+        return [value.event]
+    return []
+
+
 # --------------------------------------------------------------------------- orchestrator commands
 # Bodies of OrchestratorMessage on ``<hub>.orchestrator-events`` (key = target instance id).
 
@@ -675,6 +724,7 @@ RECORD_TYPES: tuple[type, ...] = (
     FailureDetails,
     *HISTORY_EVENT_TYPES,
     HistoryRecord,
+    HistoryBatch,
     StartOrchestration,
     RaiseEvent,
     TerminateOrchestration,
@@ -705,6 +755,7 @@ RECORD_TYPES: tuple[type, ...] = (
 #: The records a consumer may read as a top-level Kafka value (the codec registers these).
 TOP_LEVEL_TYPES: tuple[type, ...] = (
     HistoryRecord,
+    HistoryBatch,
     OrchestratorMessage,
     ActivityRequest,
     TimerRecord,

@@ -184,10 +184,10 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "history",
         "instance id",
-        (events.HistoryRecord,),
+        (events.HistoryBatch, events.HistoryRecord),
         "delete",
         -1,
-        "every history event, kept forever for audit replay",
+        "every history event, kept forever for audit replay: one HistoryBatch per orchestration step, one HistoryRecord per entity event",
     ),
     TopicSpec(
         "status",
@@ -216,7 +216,7 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "orchestrations-changelog",
         "store key",
-        (events.InstanceHeader, events.HistoryRecord, events.TimerRecord),
+        (events.InstanceHeader, events.HistoryBatch, events.HistoryRecord, events.TimerRecord),
         "compact",
         None,
         "orchestration processor state (RocksDB is a cache of it)",

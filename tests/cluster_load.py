@@ -280,7 +280,8 @@ class ClusterLoad:
                 msg = consumer.poll(0.5)
                 if msg is not None:
                     if msg.error() is None:
-                        out.append((msg.timestamp()[1], codec.decode(msg.value())))
+                        # one HistoryBatch per step (D20): its events, with their per-event ids
+                        out.extend((msg.timestamp()[1], r) for r in ev.history_records(codec.decode(msg.value())))
                     elif msg.error().code() != KafkaError._PARTITION_EOF:
                         raise AssertionError(f"reading history: {msg.error()}")
                 for tp in consumer.position([TopicPartition(topic, p) for p in pending]):

@@ -288,8 +288,8 @@ def judge(scenario: str, bootstrap: str, history_topic: str, expected: dict[str,
     """
     import json
 
-    records = [(ts, v) for ts, _k, v in read_committed(bootstrap, history_topic, Codec.default())
-               if v is not None and v.instance_id in expected]
+    records = [(ts, r) for ts, _k, v in read_committed(bootstrap, history_topic, Codec.default())
+               for r in ev.history_records(v) if r.instance_id in expected]
     ids = Counter(r.id for _, r in records)
     by_instance: dict[str, list[tuple[int, ev.HistoryRecord]]] = defaultdict(list)
     for ts, r in records:

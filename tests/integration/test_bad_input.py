@@ -158,8 +158,8 @@ def test_an_entity_state_that_cannot_fit_fails_the_operation_only(engine, hub):
     while (e := client.get_entity("@blob@big")) is None or e.get_state(str) != "x" * 20:
         assert time.monotonic() < deadline, e
         time.sleep(0.1)
-    history = [v for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
-               if v is not None and v.instance_id == "@blob@big"]
+    history = [r for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
+               for r in ev.history_records(v) if r.instance_id == "@blob@big"]
     failed = [h.event for h in history if isinstance(h.event, ev.EntityOperationFailed)]
     assert len(failed) == 1 and "over the limit" in failed[0].failure_details.message
     assert worker.errors() == []

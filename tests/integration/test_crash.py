@@ -91,7 +91,8 @@ def test_kill_9_midway_then_restart(hub, tmp_path, wipe_state):
 
 
 def _assert_no_duplicate_history(hub, ids: set[str]) -> None:
-    records = [v for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default()) if v is not None]
+    # one HistoryBatch per step (D20), expanded to its events: a step committed twice would double ids
+    records = [r for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default()) for r in ev.history_records(v)]
     mine = [r for r in records if r.instance_id in ids]
     dup_ids = [k for k, c in Counter(r.id for r in mine).items() if c > 1]
     assert not dup_ids, f"duplicated history records: {dup_ids[:5]}"

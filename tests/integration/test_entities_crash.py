@@ -25,6 +25,7 @@ import pytest
 from durable_kafka import Client, Worker
 from durable_kafka.entities import EntityContext
 from durable_kafka.connectors.audit import read_topic
+from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,7 @@ def test_kill_9_mid_signalling_keeps_the_exact_count(hub, tmp_path, wipe_state):
 
 
 def _assert_history_exactly_once(hub) -> None:
-    records = [v for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default()) if v is not None]
+    records = [r for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default()) for r in ev.history_records(v)]
     mine = [r for r in records if r.instance_id == ENTITY]
     assert len({r.id for r in mine}) == len(mine), "duplicated history records"
     assert [r.index for r in mine] == list(range(len(mine))), "gaps or reordering in the entity's history"

@@ -129,8 +129,8 @@ def completed(client, iid, timeout=90):
 
 
 def read_history(hub, key: str) -> list[ev.HistoryRecord]:
-    return [v for k, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
-            if v is not None and k == key.encode()]
+    return [r for k, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
+            if k == key.encode() for r in ev.history_records(v)]
 
 
 # ---------------------------------------------------------------- tests

@@ -74,8 +74,9 @@ def completed(client, iid):
 def started_runs(hub, prefix) -> dict[str, set[str]]:
     """instance id -> execution ids of every ExecutionStarted in the history topic for ids under ``prefix``."""
     out: dict[str, set[str]] = defaultdict(set)
-    for _, rec in read_topic(hub.bootstrap, hub.topics.history, Codec.default()):
-        if rec is not None and rec.instance_id.startswith(prefix) and isinstance(rec.event, ev.ExecutionStarted):
+    for rec in (r for _, v in read_topic(hub.bootstrap, hub.topics.history, Codec.default())
+                for r in ev.history_records(v)):
+        if rec.instance_id.startswith(prefix) and isinstance(rec.event, ev.ExecutionStarted):
             out[rec.instance_id].add(rec.execution_id)
     return out
 

@@ -112,7 +112,7 @@ def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
     counts = Counter(m.id for m in commands)
     assert len(counts) == 2 * ORDERS, f"{len(counts)} distinct trigger commands for {2 * ORDERS} records"
     assert max(counts.values()) == 1, "a trigger record became two committed commands"
-    history = [v for _, v in read_topic(hub.bootstrap, hub.topics.history, codec) if v is not None]
+    history = [r for _, v in read_topic(hub.bootstrap, hub.topics.history, codec) for r in ev.history_records(v)]
     starts = Counter(r.instance_id for r in history if isinstance(r.event, ev.ExecutionStarted))
     raised = Counter(r.instance_id for r in history if isinstance(r.event, ev.EventRaised))
     assert starts == Counter(ids) and raised == Counter(ids)

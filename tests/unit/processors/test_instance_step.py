@@ -30,6 +30,15 @@ def two_activities(ctx: task.OrchestrationContext, _: Any) -> Any:
     return [a, b]
 
 
+def counts_down(ctx: task.OrchestrationContext, n: int) -> Any:
+    """Continues as new without awaiting anything until n reaches 0 (several executions in one step)."""
+    if n > 0:
+        ctx.continue_as_new(n - 1)
+        return None
+    return "done"
+    yield  # a generator, as orchestrators are
+
+
 def waits_a_minute(ctx: task.OrchestrationContext, _: Any) -> Any:
     yield ctx.create_timer(timedelta(minutes=1))
     return "late"
@@ -45,6 +54,7 @@ class Engine:
         self.executor = OrchestrationExecutor(registry)
         self.loaded = Loaded(instance_id=IID, partition=0)
         self.history: list[ev.HistoryRecord] = []
+        self.batches: list[ev.HistoryBatch] = []  # the history records of the last step
         self.seq = 0
 
     def msg(self, body: Any, msg_id: str | None = None) -> ev.OrchestratorMessage:
@@ -59,7 +69,8 @@ class Engine:
         for t in timers:
             s.apply_timer(t)
         out = s.finish()
-        self.history += [p.value for p in out.produce if p.topic == "hist"]
+        self.batches = [p.value for p in out.produce if p.topic == "hist"]
+        self.history += [r for batch in self.batches for r in ev.history_records(batch)]
         return out
 
     def execution(self) -> str:
@@ -149,3 +160,29 @@ def test_a_duplicate_message_id_is_dropped() -> None:
     before = len(e.history)
     e.step(e.msg(result(e, 1, "a"), "dup"))
     assert len(e.history) == before
+
+
+def test_a_step_writes_its_history_as_one_batch_record_under_its_first_index() -> None:
+    """D20: one HistoryBatch per step, in the store and on the history topic, not one per event."""
+    e = Engine(two_activities)
+    out = e.step(e.msg(start("two_activities"), "start-1"))
+    (batch,) = e.batches
+    assert (batch.index, len(batch.events), batch.id) == (0, 4, f"{IID}/x1/0+4")
+    history_puts = {k: v for k, v in out.puts.items() if k.startswith(keys.history_prefix(IID))}
+    assert history_puts == {keys.history_key(IID, "x1", 0): batch}
+    out = e.step(e.msg(result(e, 1, "one")))
+    (batch,) = e.batches
+    assert (batch.index, [type(x).__name__ for x in batch.events]) == (
+        4, ["OrchestratorStarted", "TaskCompleted", "TaskScheduled", "OrchestratorCompleted"])
+    assert [r.index for r in e.history] == list(range(8))
+    assert [r.id for r in e.history][4:6] == [f"{IID}/x1/4", f"{IID}/x1/5"]
+
+
+def test_continue_as_new_tombstones_the_old_executions_batches_and_starts_a_new_batch() -> None:
+    e = Engine(counts_down)
+    out = e.step(e.msg(start("counts_down", input="2"), "start-1"))
+    first, second, third = e.batches  # one step: three executions, each its own batch
+    assert [b.execution_id for b in (first, second)] != [third.execution_id] * 2
+    for old in (first, second):
+        assert out.puts[keys.history_key(IID, old.execution_id, 0)] is None
+    assert out.puts[keys.history_key(IID, third.execution_id, 0)] is third

@@ -77,7 +77,7 @@ def test_reuse_replace_terminates_the_running_one_and_starts_anew() -> None:
     e = Engine(waits_for_paid)
     e.step(e.msg(start("waits_for_paid")))
     out = e.step(e.msg(ev.StartOrchestration(name="waits_for_paid", execution_id="x2", if_exists="replace")))
-    events = [type(r.event).__name__ for r in produced(out, "hist")]
+    events = [type(r.event).__name__ for batch in produced(out, "hist") for r in ev.history_records(batch)]
     assert "ExecutionTerminated" in events  # the old execution ended on record
     assert e.execution() == "x2" and e.loaded.status == S.RUNNING
     e.step(e.msg(raise_("paid", 7)))

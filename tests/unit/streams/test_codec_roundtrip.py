@@ -91,6 +91,8 @@ def every_record() -> list[object]:
     hist = history_records()
     return [
         *hist,
+        ev.HistoryBatch(f"{INSTANCE}/{EXECUTION}/0+{len(hist)}", INSTANCE, EXECUTION, 0, [r.event for r in hist]),
+        ev.HistoryBatch(f"{INSTANCE}/{EXECUTION}/7+0", INSTANCE, EXECUTION, 7, []),
         *[ev.OrchestratorMessage(f"m-{i}", INSTANCE, t(50 + i), b, "client-7" if i % 2 else None)
           for i, b in enumerate(orchestrator_bodies())],
         ev.ActivityRequest(f"{INSTANCE}/{EXECUTION}/0", INSTANCE, EXECUTION, 0, "charge_card",

@@ -66,9 +66,11 @@ def test_value_types_are_top_level_records() -> None:
     assert by_suffix["orchestrator-events"] == (events.OrchestratorMessage,)
     assert by_suffix["orchestrations-changelog"] == (
         events.InstanceHeader,
+        events.HistoryBatch,
         events.HistoryRecord,
         events.TimerRecord,
     )
+    assert by_suffix["history"] == (events.HistoryBatch, events.HistoryRecord)
 
 
 def test_hub_topics_names_match_catalog() -> None:
