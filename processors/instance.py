@@ -135,6 +135,10 @@ class Topics:
 class InstanceStep:
     """Applies one batch of messages (and due timers) to one instance."""
 
+    #: write one ``HistoryRecord`` per event, the format before D20 (bench/restore.py's baseline
+    #: and the mixed-format tests; every reader takes both)
+    per_event_history = False
+
     def __init__(self, *, loaded: Loaded, instance_id: str, now: datetime, topics: Topics,
                  executor: Any, load_history: Callable[[str, str], list[HistoryEvent]],
                  action_to_event: Callable[[Any, datetime, str | None], AnyHistoryEvent],
@@ -473,6 +477,14 @@ class InstanceStep:
         until the shell encodes it, so later appends in the same step extend it in place.
         """
         if not events_:
+            return
+        if self.per_event_history:
+            for e in events_:
+                rec = history_record(self.iid, h.execution_id, h.history_length, e)
+                h.history_length += 1
+                self.out.puts[keys.history_key(self.iid, h.execution_id, rec.index)] = rec
+                self.out.produce.append(Produce(self.t.history, self.iid, rec))
+                apply_event(self.s, e)
             return
         batch = self._batch
         if batch is None or batch.execution_id != h.execution_id or batch.index + len(batch.events) != h.history_length:
