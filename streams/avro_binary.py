@@ -56,6 +56,9 @@ class Unsupported(Exception):
 
 def _wl(out: bytearray, n: int) -> None:
     """Append ``n`` as a zig-zag varint (Avro long)."""
+    if -64 <= n < 64:  # one byte: most longs of these records (indices, counts, -1 ids)
+        out.append((n << 1) ^ (n >> 63))
+        return
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise OverflowError(f"{n} does not fit an Avro long")
     n = (n << 1) ^ (n >> 63)
@@ -89,12 +92,23 @@ def _wy(out: bytearray, b: bytes) -> None:
     out += b
 
 
+#: the last datetime written and its bytes: a step stamps most of what it writes with the one
+#: datetime of its batch (created, updated, every event's timestamp), so most writes repeat it.
+#: A (value, bytes) tuple swapped whole, so threads writing at once never see half of one.
+_last_time: tuple[datetime | None, bytes] = (None, b"")
+
+
 def _wt(out: bytearray, value: datetime) -> None:
     """A datetime as timestamp-millis; a naive datetime is taken as UTC (never local time)."""
-    if value.tzinfo is None:
-        _wl(out, (value - _EPOCH_NAIVE) // _ONE_MS)
-    else:
-        _wl(out, (value - _EPOCH) // _ONE_MS)
+    global _last_time
+    last = _last_time
+    if last[0] is value:  # the same (immutable) object, held by the cache: same bytes
+        out += last[1]
+        return
+    one = bytearray()
+    _wl(one, (value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)) // _ONE_MS)
+    _last_time = (value, bytes(one))
+    out += one
 
 
 def _wf(out: bytearray, x: float) -> None:
