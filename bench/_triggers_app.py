@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 import threading
 import time
 
@@ -35,6 +36,10 @@ def make_worker() -> Worker:
                                       decoder="bytes"))
     threading.Thread(target=_report, args=(worker,), name="bench-stats", daemon=True).start()
     gc.callbacks.append(_gc_timer)
+    if os.environ.get("BENCH_GC_THRESHOLD"):  # an A/B knob of the benchmark (--variant-env)
+        gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
+    if os.environ.get("BENCH_GC_FREEZE"):
+        gc.freeze()
     return worker
 
 
@@ -61,5 +66,6 @@ def _report(worker: Worker) -> None:
                 # seconds of every transaction's three parts so far (process, send_offsets, commit)
                 out[name]["parts_s"] = [sum(t[i] for t in list(proc.timings)) for i in range(3)]
         if out:
-            out["gc"] = {"collections": _gc["collections"], "gc_s": _gc["gc_s"]}
+            out["gc"] = {"collections": _gc["collections"], "gc_s": _gc["gc_s"],
+                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             print("bench-stats " + json.dumps(out), flush=True)

@@ -45,6 +45,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from _common import (  # noqa: E402
     ChildProcess,
     PySpy,
+    cpu_seconds,
     Ticker,
     fmt,
     load_average,
@@ -80,6 +81,11 @@ class Phase:
     send_seconds: float = 0.0
     #: the worker's processor counters over the phase (StatsTap.delta)
     processors: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: CPU seconds the worker process used during the phase (every thread, librdkafka's too)
+    worker_cpu_s: float = float("nan")
+
+    def cpu_ms_per_instance(self) -> float:
+        return 1000 * self.worker_cpu_s / len(self.sent) if self.sent else float("nan")
 
     def rate(self) -> float:
         done = [iid for iid in self.sent if iid in self.running]
@@ -112,7 +118,8 @@ class StatsTap:
 
     def delta(self, before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         time.sleep(1.2)  # the next line covers the phase's last commits
-        return {name: {k: _minus(v, before.get(name, {}).get(k, 0)) for k, v in now.items()}
+        return {name: {k: v if k == "max_rss_mib" else _minus(v, before.get(name, {}).get(k, 0))
+                       for k, v in now.items()}
                 for name, now in self.latest.items()}
 
 
@@ -127,7 +134,8 @@ def describe_processors(counters: dict[str, dict[str, float]]) -> str:
     parts = []
     for name, c in sorted(counters.items()):
         if name == "gc":
-            parts.append(f"gc: {c.get('collections', 0):,.0f} collections, {c.get('gc_s', 0):.2f} s")
+            parts.append(f"gc: {c.get('collections', 0):,.0f} collections, {c.get('gc_s', 0):.2f} s, "
+                         f"worker max RSS {c.get('max_rss_mib', 0):,.0f} MiB")
             continue
         batches = c.get("batches", 0)
         if batches:
@@ -269,6 +277,7 @@ class Variant:
 
     label: str
     pythonpath: str | None = None  # a tree laid out as the installed package; None: this checkout
+    env: dict[str, str] = field(default_factory=dict)  # more environment for its worker
 
 
 def snapshot_tree(ref: str) -> Variant:
@@ -303,6 +312,7 @@ def run_round(args: argparse.Namespace, variant: Variant, bootstrap: str, round_
         fut.result(30)
     env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": bootstrap, "BENCH_HUB": hub, "BENCH_STATE_DIR": state_dir,
            "BENCH_PARTITIONS": str(args.partitions), "BENCH_SOURCE": source}
+    env.update(variant.env)
     if variant.pythonpath:
         env["PYTHONPATH"] = variant.pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     phases: dict[str, Phase] = {}
@@ -322,14 +332,19 @@ def run_round(args: argparse.Namespace, variant: Variant, bootstrap: str, round_
 
         def phase(label: str, send: Callable[[], Phase]) -> None:
             before = tap.latest
+            cpu_before = cpu_seconds(worker.pid)
             with profiled(args.profile, worker, f"{label}-{round_no}-{variant.label.split()[0]}"
                           if label.endswith("burst") else None):
                 result = send()
                 feed.collect(result, worker, args.timeout)
+            cpu_after = cpu_seconds(worker.pid)
+            if cpu_before is not None and cpu_after is not None:
+                result.worker_cpu_s = cpu_after - cpu_before
             result.processors = tap.delta(before)
             phases[label] = result
             progress(f"  {tag} {label}: {result.rate():,.0f} started/s, request→RUNNING p50 "
-                     f"{percentile(result.latencies_ms(), 50):,.1f} ms; {describe_processors(result.processors)}")
+                     f"{percentile(result.latencies_ms(), 50):,.1f} ms, worker CPU {result.cpu_ms_per_instance():.2f} ms "
+                     f"per instance; {describe_processors(result.processors)}")
 
         feed.collect(send_triggers(producer, source, [f"wt-{i}" for i in range(WARMUP)], "warm-up trigger"),
                      worker, args.timeout)
@@ -363,6 +378,8 @@ FIGURES: list[tuple[str, str, Callable[[Phase], float]]] = [
     ("burst: request→RUNNING p50 (ms)", "burst", lambda p: percentile(p.latencies_ms(), 50)),
     ("burst: request→RUNNING p99 (ms)", "burst", lambda p: percentile(p.latencies_ms(), 99)),
     ("burst: send phase (records or calls/s)", "burst", lambda p: len(p.sent) / p.send_seconds),
+    ("burst: worker CPU per started instance (ms)", "burst", lambda p: p.cpu_ms_per_instance()),
+    ("burst: instances/s per worker CPU core (1 / CPU per instance)", "burst", lambda p: 1000 / p.cpu_ms_per_instance()),
     ("paced: request→RUNNING p50 (ms)", "paced", lambda p: percentile(p.latencies_ms(), 50)),
     ("paced: request→RUNNING p99 (ms)", "paced", lambda p: percentile(p.latencies_ms(), 99)),
     ("paced: request→start command p50 (ms)", "paced", lambda p: percentile(p.to_command_ms(), 50)),
@@ -390,6 +407,9 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="GIT_REF", default=None,
                         help="also run a worker of this revision (git archive), alternating with this checkout "
                              "round by round, and compare")
+    parser.add_argument("--variant-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="also run this checkout with these environment variables set (e.g. the bench "
+                             "app's BENCH_GC_THRESHOLD=50000,20,10), alternating with it round by round")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="py-spy the worker during each burst (needs py-spy); collapsed stacks and summaries in DIR")
@@ -399,6 +419,9 @@ def main() -> None:
     variants = [Variant("this checkout")]
     if args.baseline:
         variants.insert(0, snapshot_tree(args.baseline))
+    elif args.variant_env:
+        settings = dict(item.split("=", 1) for item in args.variant_env)
+        variants.append(Variant("with " + " ".join(args.variant_env), env=settings))
     loads = [load_average()]
     progress(f"load average {loads[0]}; broker {bootstrap}; {args.count:,} instances per way in; "
              f"{args.rounds} round(s) of {', '.join(v.label for v in variants)}")
