@@ -28,7 +28,7 @@ from durable_kafka.streams.config import consumer_config, producer_config
 from durable_kafka.streams.reading import read_to_end, watermarks
 
 from durable_kafka.errors import ConsumerFatalError, ProcessorStuckError
-from durable_kafka.streams.limits import PRODUCER_MESSAGE_MAX_BYTES, check_record_size
+from durable_kafka.streams.limits import MAX_RECORD_BYTES, PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.payload_topic import produce_and_wait
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
 
@@ -115,7 +115,8 @@ class Transaction:
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
         # handlers size their records first; this is the backstop that keeps a record Kafka
         # would refuse out of the transaction (an abort would come back on every retry)
-        check_record_size(self._changelog, key, value, f"state record {key[:80]!r}")
+        if len(key) + (len(value) if value is not None else 0) > MAX_RECORD_BYTES:  # the message only then
+            check_record_size(self._changelog, key, value, f"state record {key[:80]!r}")
         pending = self.changes.get(partition)
         if pending is None:
             pending = self.changes[partition] = {}
