@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import resource
+import sys
 import threading
 import time
 
@@ -40,6 +41,8 @@ def make_worker() -> Worker:
         gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
     if os.environ.get("BENCH_GC_FREEZE"):
         gc.freeze()
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # seconds a thread may hold the GIL when others wait
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     return worker
 
 

@@ -179,9 +179,20 @@ def _rb(b: bytes, p: int) -> tuple[bool, int]:
     return x == 1, p + 1
 
 
+#: the last timestamp read and its datetime (immutable, so shared): the records of one batch,
+#: and the several timestamps of one record, mostly carry the same millisecond
+_last_read_time: tuple[int, datetime] = (0, _EPOCH)
+
+
 def _rt(b: bytes, p: int) -> tuple[datetime, int]:
+    global _last_read_time
     n, p = _rl(b, p)
-    return _EPOCH + timedelta(milliseconds=n), p
+    last = _last_read_time
+    if last[0] == n:
+        return last[1], p
+    value = _EPOCH + timedelta(milliseconds=n)
+    _last_read_time = (n, value)
+    return value, p
 
 
 def _rf(b: bytes, p: int) -> tuple[float, int]:
@@ -400,7 +411,9 @@ class BinarySource:
             return [f"{pad}{var}, p = {self.fn('R', t)}(b, p)"]
         if isinstance(t, list):
             rest = [m for m in t if m != "null"]
-            lines = [f"{pad}_i, p = _rl(b, p)"]
+            # a branch index is one byte (unions of up to 64 types): read inline, _rl for the rest
+            lines = [f"{pad}_i = b[p]", f"{pad}if _i < 0x80:", f"{pad}    p += 1",
+                     f"{pad}    _i = (_i >> 1) ^ -(_i & 1)", f"{pad}else:", f"{pad}    _i, p = _rl(b, p)"]
             if len(rest) == 1:
                 branches = [(t.index(m), m) for m in t]
                 for n, (idx, m) in enumerate(branches):
