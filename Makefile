@@ -111,7 +111,7 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery chaos soak
+.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery bench-restore chaos soak
 
 # The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
 # to 0.2), plus the full cluster runs (kill -9 of the busiest leader, of the active controller, a
@@ -157,6 +157,10 @@ bench-latency: venv broker-up
 # Pause after kill -9 + restart, with and without static group membership (same run, same broker).
 bench-recovery: venv broker-up
 	$(VENV_PY) bench/recovery_pause.py
+
+# Restore of a wiped worker, per-event history against one batch per step, in one run (D20).
+bench-restore: venv broker-up
+	$(VENV_PY) bench/restore.py $(BENCH_ARGS)
 
 # Trigger routes against the Python client in one run (docs/PERFORMANCE.md); BENCH_ARGS e.g. --count 5000.
 BENCH_ARGS ?=
