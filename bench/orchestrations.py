@@ -337,7 +337,8 @@ def ours_observability(args: argparse.Namespace) -> dict[str, list[Figures]]:
             try:
                 ours_warmup(system)
                 figures = Figures()
-                ours_hello(system, args.instances, figures, count_records=False)
+                with profiled(args, system, f"hello-{mode}-{round_ + 1}"):
+                    ours_hello(system, args.instances, figures, count_records=False)
                 if system.metrics_port is not None:  # proof that it was on: the endpoint counts what just ran
                     text = _http_get("127.0.0.1", system.metrics_port, "/metrics")
                     line = next(x for x in text.splitlines() if x.startswith(

@@ -349,7 +349,7 @@ _SAMPLED, _NOT_SAMPLED, _RANDOM_TRACE_ID = 0x01, 0x00, 0x02
 _UNSET = trace.Status(trace.StatusCode.UNSET)
 #: the most attributes one of the engine's spans has (a span limit below this: the public path)
 _MAX_ATTRIBUTES = 8
-_MATERIALIZE = threading.Lock()
+_LAZY = threading.Lock()  # taken when a lazy span ends or becomes real
 
 
 class _LazySpan(trace.Span):
@@ -370,11 +370,13 @@ class _LazySpan(trace.Span):
         self.real: Any = None
 
     def _real(self) -> Any:
+        """The real span (made now if need be); None once ended untouched (a change after the end
+        is ignored, as the SDK's span ignores it)."""
         real = self.real
         if real is None:
-            with _MATERIALIZE:
+            with _LAZY:
                 real = self.real
-                if real is None:
+                if real is None and not self.ended:
                     real = self.real = self.shortcut.materialize(self)
         return real
 
@@ -382,47 +384,48 @@ class _LazySpan(trace.Span):
         return self.context
 
     def is_recording(self) -> bool:
-        return self.real.is_recording() if self.real is not None else not self.ended
+        real = self.real
+        return bool(real.is_recording()) if real is not None else not self.ended
 
     def end(self, end_time: int | None = None) -> None:
-        if self.real is not None:
-            self.real.end(end_time)
-            return
-        if self.ended:
-            return
-        self.ended = True
-        self.shortcut._end(self.name, self.context, self.parent, _CONSUMER, self.attributes, _UNSET, self.start,
-                           end_time if end_time is not None else time.time_ns())
+        with _LAZY:  # against a change made at the same time from another thread
+            real, ended = self.real, self.ended
+            self.ended = True
+        if real is not None:
+            real.end(end_time)
+        elif not ended:
+            self.shortcut._end(self.name, self.context, self.parent, _CONSUMER, self.attributes, _UNSET,
+                               self.start, end_time if end_time is not None else time.time_ns())
 
-    # every change: on the real span (after the end, as the SDK's span: ignored)
+    # every change goes to the real span
     def set_attributes(self, attributes: Any) -> None:
-        if not self.ended:
-            self._real().set_attributes(attributes)
+        if (real := self._real()) is not None:
+            real.set_attributes(attributes)
 
     def set_attribute(self, key: str, value: Any) -> None:
-        if not self.ended:
-            self._real().set_attribute(key, value)
+        if (real := self._real()) is not None:
+            real.set_attribute(key, value)
 
     def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
-        if not self.ended:
-            self._real().add_event(name, attributes, timestamp)
+        if (real := self._real()) is not None:
+            real.add_event(name, attributes, timestamp)
 
     def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
-        if not self.ended:
-            self._real().add_link(context, attributes)
+        if (real := self._real()) is not None:
+            real.add_link(context, attributes)
 
     def update_name(self, name: str) -> None:
-        if not self.ended:
-            self._real().update_name(name)
+        if (real := self._real()) is not None:
+            real.update_name(name)
 
     def set_status(self, status: Any, description: str | None = None) -> None:
-        if not self.ended:
-            self._real().set_status(status, description)
+        if (real := self._real()) is not None:
+            real.set_status(status, description)
 
     def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None,
                          escaped: bool = False) -> None:
-        if not self.ended:
-            self._real().record_exception(exception, attributes, timestamp, escaped)
+        if (real := self._real()) is not None:
+            real.record_exception(exception, attributes, timestamp, escaped)
 
 
 class Tracing:

@@ -253,3 +253,25 @@ def test_a_processor_that_acts_on_start_gets_live_spans():
     tracing.emit([PendingSpan("orchestration:n", ot, ot.span_id, ot.parent_span_id, NOW, NOW, {})])
     tracing.activity_wrapper(lambda ctx, x: x, "say", None, {}, False)(None, 1)
     assert [s.attributes.get("stamped") for s in exporter.get_finished_spans()] == [True, True]
+
+
+def test_an_async_activity_gets_the_same_lazy_span_and_a_change_after_the_end_is_ignored():
+    import asyncio
+
+    from opentelemetry import trace
+
+    (tracing, exporter), _ = _pair()
+    kept = []
+
+    async def activity(ctx, x):
+        span = trace.get_current_span()
+        kept.append(span)
+        await asyncio.sleep(0)
+        return x
+
+    assert asyncio.run(tracing.activity_wrapper(activity, "say", None, {"durable_kafka.task_id": 2}, True)(None, 1)) == 1
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "activity:say" and span.context.span_id == kept[0].get_span_context().span_id
+    assert not kept[0].is_recording()
+    kept[0].set_attribute("late", 1)  # ignored, as on an ended SDK span
+    assert len(exporter.get_finished_spans()) == 1 and "late" not in exporter.get_finished_spans()[0].attributes
