@@ -243,6 +243,8 @@ class _Shortcut:
         self.readable = readable
         self.inert_start, self.inert_ending = inert
         self.clean = clean
+        self.parent_based_on: Any = None  # the SDK's default sampler, ParentBased(ALWAYS_ON)
+        self.always_on: Any = None
         self._checked: object = None
         self._ok = False
 
@@ -259,6 +261,7 @@ class _Shortcut:
             from opentelemetry.sdk.trace import Tracer as SdkTracer
             from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
             from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
         except ImportError:  # no SDK, or one laid out differently: the public path
             return None
         multi = getattr(tracer, "span_processor", None)
@@ -276,7 +279,9 @@ class _Shortcut:
         def clean(attributes: Any) -> Any:  # what a sampler added: kept as the SDK's span keeps it
             return BoundedAttributes(limits.max_span_attributes, attributes, immutable=True)
 
-        return cls(tracer, ids, multi, ReadableSpan, (inert_start, inert_ending), clean)
+        shortcut = cls(tracer, ids, multi, ReadableSpan, (inert_start, inert_ending), clean)
+        shortcut.parent_based_on, shortcut.always_on = DEFAULT_ON, ALWAYS_ON
+        return shortcut
 
     def usable(self) -> bool:
         """Still exact? (A provider takes new span processors, a tracer can be disabled, at any time.)"""
@@ -289,13 +294,24 @@ class _Shortcut:
         return self._ok and bool(self.tracer._is_enabled())
 
     def _sample(self, ctx: Context, parent: trace.SpanContext | None, trace_id: int, name: str,
-                kind: trace.SpanKind, attributes: dict[str, Any]) -> tuple[Any, int]:
-        """The sampler's result and the new span's trace flags, as ``start_span`` derives them."""
-        result = self.tracer.sampler.should_sample(ctx, trace_id, name, kind, attributes, ())
-        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+                kind: trace.SpanKind, attributes: dict[str, Any]) -> tuple[bool, trace.TraceFlags, Any, Any]:
+        """Recorded or not, the new span's trace flags, trace state and attributes, as ``start_span``
+        derives them from the sampler (the SDK's default samplers decided without a call: by
+        the parent's sampled flag, ``ParentBased(ALWAYS_ON)``, or always, ``ALWAYS_ON``)."""
+        sampler = self.tracer.sampler
+        if sampler is self.parent_based_on or sampler is self.always_on:
+            sampled = parent is None or sampler is self.always_on or parent.trace_flags.sampled
+            recording, trace_state = sampled, parent.trace_state if parent is not None else None
+        else:
+            result = sampler.should_sample(ctx, trace_id, name, kind, attributes, ())
+            recording, sampled, trace_state = result.decision.is_recording(), result.decision.is_sampled(), \
+                result.trace_state
+            if result.attributes != attributes:  # what a sampler added: kept as the SDK's span keeps it
+                attributes = self.clean(result.attributes)
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
         if parent.trace_flags.random_trace_id if parent is not None else self.ids.is_trace_id_random():
             flags |= _RANDOM_TRACE_ID
-        return result, flags
+        return recording, _FLAGS[flags], trace_state, attributes
 
     def _end(self, name: str, context: trace.SpanContext, parent: trace.SpanContext | None, kind: trace.SpanKind,
              attributes: Any, status: trace.Status, start: int, end: int) -> None:
@@ -310,14 +326,12 @@ class _Shortcut:
         o = s.orchestration
         ctx, parent = _remote_parent(o.trace_id, s.parent_span_id, o.flags) if s.parent_span_id is not None \
             else (_ROOT, None)
-        result, flags = self._sample(ctx, parent, o.trace_id, s.name, s.kind, s.attributes)
-        if not result.decision.is_recording():
+        recording, flags, trace_state, attributes = self._sample(ctx, parent, o.trace_id, s.name, s.kind, s.attributes)
+        if not recording:
             return  # a non-recording span: the processors never see it
-        context = trace.SpanContext(o.trace_id, s.span_id, is_remote=False, trace_flags=trace.TraceFlags(flags),
-                                    trace_state=result.trace_state)
+        context = trace.SpanContext(o.trace_id, s.span_id, is_remote=False, trace_flags=flags, trace_state=trace_state)
         start = _ns(s.start)
-        self._end(s.name, context, parent, s.kind,
-                  s.attributes if result.attributes == s.attributes else self.clean(result.attributes),
+        self._end(s.name, context, parent, s.kind, attributes,
                   trace.Status(trace.StatusCode.ERROR, s.error) if s.error is not None else _UNSET,
                   start, max(_ns(s.end), start))
 
@@ -325,13 +339,11 @@ class _Shortcut:
                        attributes: dict[str, Any]) -> trace.Span:
         """The span ``start_span(name, ctx, CONSUMER, attributes)`` would start, made lazily."""
         trace_id = parent.trace_id if parent is not None else self.ids.generate_trace_id()
-        result, flags = self._sample(ctx, parent, trace_id, name, _CONSUMER, attributes)
-        context = trace.SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False,
-                                    trace_flags=trace.TraceFlags(flags), trace_state=result.trace_state)
-        if not result.decision.is_recording():
+        recording, flags, trace_state, attributes = self._sample(ctx, parent, trace_id, name, _CONSUMER, attributes)
+        context = trace.SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False, trace_flags=flags,
+                                    trace_state=trace_state)
+        if not recording:
             return trace.NonRecordingSpan(context)
-        if result.attributes != attributes:
-            attributes = self.clean(result.attributes)
         return _LazySpan(self, name, context, ctx, parent, attributes, time.time_ns())
 
     def materialize(self, lazy: "_LazySpan") -> Any:
@@ -346,6 +358,7 @@ class _Shortcut:
 
 
 _SAMPLED, _NOT_SAMPLED, _RANDOM_TRACE_ID = 0x01, 0x00, 0x02
+_FLAGS = [trace.TraceFlags(f) for f in range(4)]
 _UNSET = trace.Status(trace.StatusCode.UNSET)
 #: the most attributes one of the engine's spans has (a span limit below this: the public path)
 _MAX_ATTRIBUTES = 8

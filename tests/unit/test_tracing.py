@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -115,12 +116,12 @@ def test_tracing_is_off_without_a_configured_provider():
 
 
 # ---------------------------------------------------------------------- the shortcut past the live span
-def _pair():
+def _pair(sampler=None):
     """Two tracings on providers of their own: one with the shortcut, one made to take the public path."""
     out = []
     for shortcut in (True, False):
         exporter = InMemorySpanExporter()
-        provider = TracerProvider()
+        provider = TracerProvider(sampler=sampler)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracing = Tracing.create(provider)
         assert tracing is not None and tracing._fast() is not None  # exact for the SDK's simple processor
@@ -148,7 +149,32 @@ def _fields(span, ids: bool = True) -> dict:
     return out
 
 
-def test_recorded_spans_take_the_shortcut_with_the_same_fields():
+class _Tagging:
+    """A sampler of one's own: samples even trace ids (the caller's), adds an attribute and a trace state entry."""
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
+        from opentelemetry.trace import TraceState
+
+        decision = Decision.RECORD_AND_SAMPLE if trace_id % 2 == 0 else Decision.RECORD_ONLY
+        return SamplingResult(decision, {**(attributes or {}), "sampled.by": "me"}, TraceState([("me", "1")]))
+
+    def get_description(self):
+        return "tagging"
+
+
+SAMPLERS = ["default", "always_on", "ratio", "tagging"]
+
+
+def _sampler(name):
+    from opentelemetry.sdk.trace import sampling
+
+    return {"default": None, "always_on": sampling.ALWAYS_ON, "tagging": _Tagging(),
+            "ratio": sampling.ParentBased(sampling.TraceIdRatioBased(0.5))}[name]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_recorded_spans_take_the_shortcut_with_the_same_fields(sampler):
     ot = OrchestrationTrace.of("i", "e", {TRACE_TAG: CALLER})
     rooted = OrchestrationTrace.of("j", "e", {})
     unsampled = OrchestrationTrace.of("k", "e", {TRACE_TAG: CALLER[:-2] + "00"})
@@ -160,15 +186,17 @@ def test_recorded_spans_take_the_shortcut_with_the_same_fields():
         PendingSpan("orchestration:root", rooted, rooted.span_id, None, NOW, NOW - timedelta(seconds=1), {}),
         PendingSpan("orchestration:unsampled", unsampled, unsampled.span_id, unsampled.parent_span_id, NOW, NOW, {}),
     ]
-    (fast, fast_out), (public, public_out) = _pair()
+    (fast, fast_out), (public, public_out) = _pair(_sampler(sampler))
     fast.emit(spans)
     public.emit(spans)
     got, expected = fast_out.get_finished_spans(), public_out.get_finished_spans()
-    assert len(expected) == 3  # the unsampled caller's span is not recorded, on either path
+    if sampler == "default":
+        assert len(expected) == 3  # the unsampled caller's span is not recorded, on either path
     assert [_fields(s) for s in got] == [_fields(s) for s in expected]
 
 
-def test_activity_spans_take_the_shortcut_and_keep_what_the_activity_does_to_them():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_activity_spans_take_the_shortcut_and_keep_what_the_activity_does_to_them(sampler):
     from opentelemetry import trace
 
     header = [("traceparent", OrchestrationTrace.of("i", "e", {TRACE_TAG: CALLER}).traceparent().encode())]
@@ -193,10 +221,13 @@ def test_activity_spans_take_the_shortcut_and_keep_what_the_activity_does_to_the
         raise ValueError("no")
 
     results = []
-    for tracing, exporter in _pair():
+    for tracing, exporter in _pair(_sampler(sampler)):
         user[:] = [tracing.tracer]
-        for fn, headers in ((plain, header), (annotated, header), (nested, header), (failing, header),
-                            (plain, None), (plain, [("traceparent", CALLER[:-2].encode() + b"00")])):
+        cases = [(plain, header), (annotated, header), (nested, header), (failing, header),
+                 (plain, [("traceparent", CALLER[:-2].encode() + b"00")])]
+        if sampler == "default":  # a root: a random trace id, which samplers by trace id decide by
+            cases.insert(4, (plain, None))
+        for fn, headers in cases:
             run = tracing.activity_wrapper(fn, "say", headers, {"durable_kafka.instance_id": "i",
                                                                  "durable_kafka.task_id": 1}, False)
             try:
@@ -206,12 +237,14 @@ def test_activity_spans_take_the_shortcut_and_keep_what_the_activity_does_to_the
         results.append([_fields(s, ids=False) for s in exporter.get_finished_spans()])
         results.append(exporter.get_finished_spans())
     got_fields, got, expected_fields, expected = results
-    for fields in (got_fields[-1], expected_fields[-1]):  # the rooted one: a random trace id on either path
-        assert fields["parent"] is None
-        fields.pop("trace_id")
+    for fields in got_fields + expected_fields:  # the rooted one: a random trace id on either path
+        if fields["parent"] is None:
+            fields.pop("trace_id")
+    assert got_fields == expected_fields
+    if sampler != "default":
+        return
     # plain, annotated, nested (the user's span, then the activity's), failing, rooted; unsampled: none
     assert [s.name for s in expected] == ["activity:say"] * 2 + ["inner"] + ["activity:say"] * 3
-    assert got_fields == expected_fields
     annotated_span, inner, nesting, failed = got[1], got[2], got[3], got[4]
     assert inner.parent.span_id == nesting.context.span_id
     assert annotated_span.attributes["mine"] == 7 and [e.name for e in annotated_span.events] == ["looked"]
@@ -275,3 +308,14 @@ def test_an_async_activity_gets_the_same_lazy_span_and_a_change_after_the_end_is
     assert not kept[0].is_recording()
     kept[0].set_attribute("late", 1)  # ignored, as on an ended SDK span
     assert len(exporter.get_finished_spans()) == 1 and "late" not in exporter.get_finished_spans()[0].attributes
+
+
+def test_a_samplers_attributes_and_trace_state_reach_the_shortcuts_spans():
+    (tracing, exporter), _ = _pair(_Tagging())
+    ot = OrchestrationTrace.of("i", "e", {TRACE_TAG: CALLER})
+    tracing.emit([PendingSpan("orchestration:n", ot, ot.span_id, ot.parent_span_id, NOW, NOW, {"a": 1})])
+    header = [("traceparent", ot.traceparent().encode())]
+    tracing.activity_wrapper(lambda ctx, x: x, "say", header, {"b": 2}, False)(None, 1)
+    orch, activity = exporter.get_finished_spans()
+    assert dict(orch.attributes) == {"a": 1, "sampled.by": "me"} and dict(activity.attributes) == {"b": 2, "sampled.by": "me"}
+    assert orch.context.trace_state.get("me") == activity.context.trace_state.get("me") == "1"
