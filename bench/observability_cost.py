@@ -2,7 +2,7 @@
 
 Run::
 
-    .venv/bin/python bench/observability_cost.py [--n 5000] [--rounds 7]
+    .venv/bin/python bench/observability_cost.py [--n 5000] [--rounds 7] [--baseline-ref main]
 
 What the end-to-end A/B (``bench/orchestrations.py --only hello --observability``) cannot
 separate on a shared machine: how many CPU microseconds each hook adds, measured with
@@ -14,16 +14,22 @@ wrapper around a trivial function; the tracer is the OpenTelemetry SDK with a
 The "public path" rows are the same hooks with the engine's shortcut past the SDK's live span
 turned off (``Tracing._shortcut = None``, what a provider with other span processors gets), and
 the SDK rows are the floor of that public path: a span started and ended, nothing else.
+``--baseline-ref REF`` adds the two span hooks of ``durable_kafka/_tracing.py`` as it is at the
+git revision REF (loaded from ``git show``), so a change is measured against its base in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 # bench/ is sys.path[0] when run as a script, and bench/http.py would shadow the standard
@@ -67,6 +73,47 @@ def _tracing() -> Tracing:
     tracing = Tracing.create(provider)
     assert tracing is not None
     return tracing
+
+
+def _tracing_at(ref: str) -> object:
+    """``durable_kafka/_tracing.py`` as it is at git revision ``ref``, as a module of its own."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = subprocess.run(["git", "show", f"{ref}:durable_kafka/_tracing.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    path = os.path.join(tempfile.mkdtemp(prefix="tracing-at-"), "_tracing_baseline.py")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("_tracing_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_tracing_baseline"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline_rows(ref: str) -> dict[str, tuple[str, Callable[[], object]]]:
+    """The activity span and the orchestration span, by this tree's module and by ``ref``'s."""
+    out: dict[str, tuple[str, Callable[[], object]]] = {}
+    import durable_kafka._tracing as current
+
+    for tag, module in (("this tree", current), (ref, _tracing_at(ref))):
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1_000_000))
+        tracing: Any = module.Tracing.create(provider)  # type: ignore[attr-defined]
+        ot = module.OrchestrationTrace.of("i", "e", {module.TRACE_TAG: CALLER})  # type: ignore[attr-defined]
+        now = datetime.now(timezone.utc)
+        span = module.PendingSpan("orchestration:hello", ot, ot.span_id, ot.parent_span_id,  # type: ignore[attr-defined]
+                                  now - timedelta(seconds=1), now, {"durable_kafka.instance_id": "i",
+                                  "durable_kafka.execution_id": "e", "durable_kafka.runtime_status": "completed"})
+
+        def activity(tracing: Any = tracing) -> object:
+            return tracing.activity_wrapper(lambda ctx, x: x, "say", _Message.HEADERS, {
+                "durable_kafka.instance_id": "i", "durable_kafka.task_id": 0}, False)(None, 1)
+
+        out[f"activity span, {tag}"] = (f"activity span (activity_wrapper), {tag}", activity)
+        out[f"orchestration span, {tag}"] = (f"orchestration span emitted, {tag}",
+                                             lambda tracing=tracing, span=span: tracing.emit([span]))
+    return out
 
 
 def rows() -> dict[str, tuple[str, Callable[[], object]]]:
@@ -126,8 +173,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="calls per row and round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (the rows interleaved; the median is reported)")
+    parser.add_argument("--baseline-ref", metavar="REF", help="also time the span hooks of durable_kafka/_tracing.py "
+                        "at this git revision")
     args = parser.parse_args()
     table = rows()
+    if args.baseline_ref:
+        table.update(baseline_rows(args.baseline_ref))
     seen: dict[str, list[float]] = {key: [] for key in table}
     for _ in range(args.rounds):
         for key, (_label, fn) in table.items():

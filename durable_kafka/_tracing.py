@@ -338,9 +338,10 @@ class _Shortcut:
     def start_activity(self, name: str, ctx: Context, parent: trace.SpanContext | None,
                        attributes: dict[str, Any]) -> trace.Span:
         """The span ``start_span(name, ctx, CONSUMER, attributes)`` would start, made lazily."""
-        trace_id = parent.trace_id if parent is not None else self.ids.generate_trace_id()
+        ids = self.ids.inner  # random ids: nothing is forced on this path
+        trace_id = parent.trace_id if parent is not None else int(ids.generate_trace_id())
         recording, flags, trace_state, attributes = self._sample(ctx, parent, trace_id, name, _CONSUMER, attributes)
-        context = trace.SpanContext(trace_id, self.ids.generate_span_id(), is_remote=False, trace_flags=flags,
+        context = trace.SpanContext(trace_id, int(ids.generate_span_id()), is_remote=False, trace_flags=flags,
                                     trace_state=trace_state)
         if not recording:
             return trace.NonRecordingSpan(context)
