@@ -194,7 +194,7 @@ def profiled(args: argparse.Namespace, system: OursSystem, workload: str):
     out_dir = Path(args.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"worker-{workload}.collapsed"
-    spy = PySpy(system.worker.pid, path)
+    spy = PySpy(system.worker.pid, path, gil=args.profile_gil)
     try:
         yield
     finally:
@@ -646,6 +646,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="py-spy the durable-kafka worker during hello and fanout; stacks and summaries go to DIR")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: the local broker)")
     parser.add_argument("--observability", action="store_true",
                         help="hello only, with metrics and tracing off and on in alternating fresh systems "
