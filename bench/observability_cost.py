@@ -123,10 +123,14 @@ def rows() -> dict[str, tuple[str, Callable[[], object]]]:
     request = ActivityRequest(id="i/e/0", instance_id="i", execution_id="e", task_id=0, name="say")
     message = _Message()
 
-    def activity(m: EngineMetrics | None, t: Tracing | None) -> Callable[[], object]:
+    def activity(m: EngineMetrics | None, t: Tracing | None, msg: object = message) -> Callable[[], object]:
         worker = ActivityWorker("127.0.0.1:1", "bench", ActivityRegistry())
         worker.metrics, worker.tracing = m, t
-        return lambda: worker._observed(lambda ctx, x: x, request, message, False)(None, 1)  # type: ignore[arg-type]
+        return lambda: worker._observed(lambda ctx, x: x, request, msg, False)(None, 1)  # type: ignore[arg-type]
+
+    unsampled = _Message()
+    unsampled.HEADERS = [("traceparent", OrchestrationTrace.of("i", "e", {TRACE_TAG: CALLER[:-2] + "00"})
+                          .traceparent().encode())]
 
     pm = metrics.processor("orchestrations")
     now = datetime.now(timezone.utc)
@@ -158,6 +162,8 @@ def rows() -> dict[str, tuple[str, Callable[[], object]]]:
         "a_tracing": ("activity execution, tracing only (one span)", activity(None, tracing)),
         "a_both": ("activity execution, both", activity(metrics, tracing)),
         "a_public": ("activity execution, tracing only, public path (the SDK's live span)", activity(None, public)),
+        "a_unsampled": ("activity execution, tracing only, caller not sampled (no span recorded)",
+                        activity(None, tracing, unsampled)),
         "txn": ("one transaction's metrics (latency, batch size, commit count)", lambda: pm.transaction(0.01, 10)),
         "count": ("one orchestration counted (start or end)", lambda: metrics.orchestration_started("hello")),
         "step": ("a step's trace context on its activity request", step_context),
