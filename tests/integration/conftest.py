@@ -101,6 +101,20 @@ def hub_factory(hub_bootstrap: str) -> Iterator[Callable[..., TestHub]]:
         pytest.fail("could not delete test hubs: " + "; ".join(failures))
 
 
+@pytest.fixture(scope="module")
+def module_hub(bootstrap: str) -> Iterator[TestHub]:
+    """One fresh hub (4 partitions) for a whole module, deleted after it.
+
+    For modules whose tests share one worker (each test's instance ids are its own and none
+    asserts over the whole hub): the worker, its consumer groups and the topics start once per
+    module instead of once per test. Tests that need a hub of their own keep using ``hub``.
+    """
+    test_hub = TestHub(unique_hub_name("m"), DEFAULT_TEST_PARTITIONS, bootstrap)
+    ensure_topics(test_hub, partitions=DEFAULT_TEST_PARTITIONS, bootstrap=bootstrap)
+    yield test_hub
+    delete_hub(test_hub, bootstrap=bootstrap)
+
+
 @pytest.fixture(scope="session")
 def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerConfig]:
     """A second single-node broker on free ports (state in a temporary directory), never the shared one.
