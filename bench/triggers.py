@@ -25,27 +25,36 @@ Nothing asserts a timing: progress lines, then a Markdown table with the trigger
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from _common import (  # noqa: E402
     ChildProcess,
+    PySpy,
+    cpu_seconds,
     Ticker,
     fmt,
     load_average,
     markdown_table,
+    median,
     percentile,
     progress,
     ratio,
+    summarise_collapsed,
     unique_name,
 )
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
@@ -55,7 +64,7 @@ from durable_kafka import Client, OrchestrationStatus  # noqa: E402
 from durable_kafka.streams.admin import delete_hub  # noqa: E402
 from durable_kafka.streams.codec import Codec  # noqa: E402
 from durable_kafka.streams.config import bootstrap_servers  # noqa: E402
-from durable_kafka.streams.events import InstanceStatus  # noqa: E402
+from durable_kafka.streams.events import InstanceStatus, OrchestratorMessage, StartOrchestration  # noqa: E402
 from durable_kafka.streams.topics import DEFAULT_PARTITIONS, HubTopics  # noqa: E402
 
 WARMUP = 200
@@ -68,7 +77,15 @@ class Phase:
     label: str
     sent: dict[str, float] = field(default_factory=dict)
     running: dict[str, float] = field(default_factory=dict)
+    commanded: dict[str, float] = field(default_factory=dict)  # start command produced (record timestamp)
     send_seconds: float = 0.0
+    #: the worker's processor counters over the phase (StatsTap.delta)
+    processors: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: CPU seconds the worker process used during the phase (every thread, librdkafka's too)
+    worker_cpu_s: float = float("nan")
+
+    def cpu_ms_per_instance(self) -> float:
+        return 1000 * self.worker_cpu_s / len(self.sent) if self.sent else float("nan")
 
     def rate(self) -> float:
         done = [iid for iid in self.sent if iid in self.running]
@@ -80,16 +97,75 @@ class Phase:
     def latencies_ms(self) -> list[float]:
         return [(self.running[i] - t) * 1000 for i, t in self.sent.items() if i in self.running]
 
+    def to_command_ms(self) -> list[float]:
+        """Request -> its start command produced to orchestrator-events (the trigger processor's hop)."""
+        return [(self.commanded[i] - t) * 1000 for i, t in self.sent.items() if i in self.commanded]
+
+    def command_to_running_ms(self) -> list[float]:
+        return [(self.running[i] - c) * 1000 for i, c in self.commanded.items() if i in self.running]
+
+
+class StatsTap:
+    """The worker's ``bench-stats`` lines (bench/_triggers_app.py): processor counters, once a second."""
+
+    def __init__(self, worker: ChildProcess) -> None:
+        self.latest: dict[str, dict[str, float]] = {}
+        worker.listeners.append(self._line)
+
+    def _line(self, line: str) -> None:
+        if line.startswith("bench-stats "):
+            self.latest = json.loads(line[len("bench-stats "):])
+
+    def delta(self, before: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        time.sleep(1.2)  # the next line covers the phase's last commits
+        return {name: {k: v if k == "max_rss_mib" else _minus(v, before.get(name, {}).get(k, 0))
+                       for k, v in now.items()}
+                for name, now in self.latest.items()}
+
+
+def _minus(now: Any, before: Any) -> Any:
+    if isinstance(now, list):
+        return [a - b for a, b in zip(now, before or [0] * len(now))]
+    return now - before
+
+
+def describe_processors(counters: dict[str, dict[str, float]]) -> str:
+    """``name: records/transaction, ms processing and ms committing per transaction`` of each processor."""
+    parts = []
+    for name, c in sorted(counters.items()):
+        if name == "gc":
+            parts.append(f"gc: {c.get('collections', 0):,.0f} collections, {c.get('gc_s', 0):.2f} s, "
+                         f"worker max RSS {c.get('max_rss_mib', 0):,.0f} MiB")
+            continue
+        batches = c.get("batches", 0)
+        if batches:
+            split = ""
+            if "parts_s" in c:  # the commit's two calls (the timings deque keeps the last 4,096)
+                split = (f" (send_offsets {1000 * c['parts_s'][1] / batches:.1f} + commit "
+                         f"{1000 * c['parts_s'][2] / batches:.1f})")
+            parts.append(f"{name}: {batches:,.0f} transactions, {c['records'] / batches:,.1f} records each, "
+                         f"{1000 * c['process_s'] / batches:.1f} ms processing + "
+                         f"{1000 * c['commit_s'] / batches:.1f} ms committing{split} per transaction")
+    return "; ".join(parts)
+
 
 class StatusFeed:
-    """Follows ``<hub>.status`` (read_committed) and records each instance's first RUNNING time."""
+    """Follows ``<hub>.status`` (read_committed) and records each instance's first RUNNING time.
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    It also follows ``<hub>.orchestrator-events`` and records when each instance's start command
+    was produced (the record timestamp: the trigger processor's produce, or the client's), which
+    splits a trigger's latency into its two hops.
+    """
+
+    def __init__(self, bootstrap: str, topics: HubTopics, partitions: int) -> None:
         self._codec = Codec.default()
+        self._status = topics.status
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("bench-feed"),
                                    "isolation.level": "read_committed", "enable.auto.commit": False})
-        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self._consumer.assign([TopicPartition(t, p, 0) for t in (topics.status, topics.orchestrator_events)
+                               for p in range(partitions)])
         self.running: dict[str, float] = {}
+        self.commanded: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="status-feed", daemon=True)
@@ -100,12 +176,17 @@ class StatusFeed:
             for msg in self._consumer.consume(1000, 0.1):
                 if msg.error() or msg.value() is None:
                     continue
-                status = self._codec.decode(msg.value())
-                if not isinstance(status, InstanceStatus):
+                record = self._codec.decode(msg.value())
+                if isinstance(record, OrchestratorMessage):
+                    if isinstance(record.body, StartOrchestration):
+                        with self._lock:
+                            self.commanded.setdefault(record.instance_id, msg.timestamp()[1] / 1000)
                     continue
-                if status.runtime_status == OrchestrationStatus.RUNNING:
+                if not isinstance(record, InstanceStatus):
+                    continue
+                if record.runtime_status == OrchestrationStatus.RUNNING:
                     with self._lock:
-                        self.running.setdefault(status.instance_id, status.last_updated_at.timestamp())
+                        self.running.setdefault(record.instance_id, record.last_updated_at.timestamp())
 
     def collect(self, phase: Phase, worker: ChildProcess, timeout: float) -> None:
         """Wait until every instance of ``phase`` is RUNNING, then copy their times into it."""
@@ -116,6 +197,7 @@ class StatusFeed:
                 seen = sum(1 for iid in phase.sent if iid in self.running)
                 if seen == len(phase.sent):
                     phase.running = {iid: self.running[iid] for iid in phase.sent}
+                    phase.commanded = {iid: self.commanded[iid] for iid in phase.sent if iid in self.commanded}
                     return
             if ticker.due():
                 progress(f"  {phase.label}: {seen:,}/{len(phase.sent):,} RUNNING")
@@ -169,18 +251,58 @@ def send_client(client: Client, ids: list[str], label: str, rate: float | None =
     return phase
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=20000, help="instances per way in (default 20000)")
-    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="hub partitions")
-    parser.add_argument("--source-partitions", type=int, default=4, help="partitions of the source topic")
-    parser.add_argument("--paced-rate", type=float, default=500.0,
-                        help="requests/s of the paced latency runs (default 500; 0 skips them)")
-    parser.add_argument("--paced-count", type=int, default=3000, help="requests per paced run (default 3000)")
-    parser.add_argument("--timeout", type=float, default=600.0)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def profiled(out: str | None, worker: ChildProcess, label: str | None):
+    """With ``--profile DIR``: py-spy the worker during one phase, print a summary (label None: not this one)."""
+    if not out or label is None:
+        yield
+        return
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"worker-{label}.collapsed"
+    spy = PySpy(worker.pid, path)
+    try:
+        yield
+    finally:
+        spy.stop()
+        summary = summarise_collapsed(path)
+        (out_dir / f"worker-{label}.txt").write_text(summary + "\n")
+        progress(f"py-spy profile of the worker during {label}: {path} (summary in {path.with_suffix('.txt')})")
+        print(summary, flush=True)
 
-    bootstrap = bootstrap_servers()
+
+@dataclass
+class Variant:
+    """The engine code a worker runs: this checkout, or a snapshot of another git revision."""
+
+    label: str
+    pythonpath: str | None = None  # a tree laid out as the installed package; None: this checkout
+    env: dict[str, str] = field(default_factory=dict)  # more environment for its worker
+
+
+def snapshot_tree(ref: str) -> Variant:
+    """``git archive`` of ``ref`` laid out as the installed package (pyproject's package-dir), in /tmp."""
+    repo = BENCH_DIR.parent
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=repo, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    root = Path(tempfile.gettempdir()) / f"dk-bench-{sha}"
+    tree = root / "tree"
+    if not (tree / "durable_kafka" / "__init__.py").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "src").mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", ref], cwd=repo, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root / "src")], input=archive, check=True)
+        package = tree / "durable_kafka"
+        package.mkdir(parents=True)
+        for entry in (root / "src" / "durable_kafka").iterdir():
+            (package / entry.name).symlink_to(entry)
+        for sub in ("streams", "processors", "connectors", "schemas"):
+            (package / sub).symlink_to(root / "src" / sub)
+    return Variant(f"{ref} ({sha})", str(tree))
+
+
+def run_round(args: argparse.Namespace, variant: Variant, bootstrap: str, round_no: int) -> dict[str, Phase]:
+    """One worker of ``variant`` on a fresh hub: warm-up, both bursts, both paced runs."""
     hub = unique_name("benchtrg")
     source = f"{hub}-source"
     topics = HubTopics(hub)
@@ -188,43 +310,53 @@ def main() -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics([NewTopic(source, args.source_partitions, 1)]).values():
         fut.result(30)
-    progress(f"load average {load_average()}; broker {bootstrap}; {args.count:,} instances per way in")
     env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": bootstrap, "BENCH_HUB": hub, "BENCH_STATE_DIR": state_dir,
            "BENCH_PARTITIONS": str(args.partitions), "BENCH_SOURCE": source}
+    env.update(variant.env)
+    if variant.pythonpath:
+        env["PYTHONPATH"] = variant.pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    phases: dict[str, Phase] = {}
     worker = client = feed = None
-    paced_trig = paced_cli = None
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "acks": "all",
                          "enable.idempotence": True, "queue.buffering.max.messages": 200000})
+    tag = f"round {round_no} {variant.label}"
     try:
         worker = ChildProcess([sys.executable, "-m", "durable_kafka", "worker", "_triggers_app:make_worker"],
                               name="durable-kafka worker", cwd=BENCH_DIR, env=env)
         worker.wait_for_line("running", 120)
-        progress(f"worker pid {worker.pid} running on hub {hub} ({args.partitions} partitions), "
-                 f"source {source} ({args.source_partitions} partitions)")
+        progress(f"{tag}: worker pid {worker.pid} running on hub {hub} ({args.partitions} partitions), "
+                 f"source {source} ({args.source_partitions} partitions); load average {load_average()}")
         client = Client(bootstrap, hub=hub)
-        feed = StatusFeed(bootstrap, topics.status, args.partitions)
+        feed = StatusFeed(bootstrap, topics, args.partitions)
+        tap = StatsTap(worker)
 
-        progress(f"warm-up: {WARMUP} starts each way")
+        def phase(label: str, send: Callable[[], Phase]) -> None:
+            before = tap.latest
+            cpu_before = cpu_seconds(worker.pid)
+            with profiled(args.profile, worker, f"{label}-{round_no}-{variant.label.split()[0]}"
+                          if label.endswith("burst") else None):
+                result = send()
+                feed.collect(result, worker, args.timeout)
+            cpu_after = cpu_seconds(worker.pid)
+            if cpu_before is not None and cpu_after is not None:
+                result.worker_cpu_s = cpu_after - cpu_before
+            result.processors = tap.delta(before)
+            phases[label] = result
+            progress(f"  {tag} {label}: {result.rate():,.0f} started/s, request→RUNNING p50 "
+                     f"{percentile(result.latencies_ms(), 50):,.1f} ms, worker CPU {result.cpu_ms_per_instance():.2f} ms "
+                     f"per instance; {describe_processors(result.processors)}")
+
         feed.collect(send_triggers(producer, source, [f"wt-{i}" for i in range(WARMUP)], "warm-up trigger"),
                      worker, args.timeout)
         feed.collect(send_client(client, [f"wc-{i}" for i in range(WARMUP)], "warm-up client"), worker, args.timeout)
-
-        progress(f"trigger: producing {args.count:,} records to {source}")
-        trig = send_triggers(producer, source, [f"t-{i}" for i in range(args.count)], "trigger")
-        progress(f"  sent in {trig.send_seconds:.2f}s ({args.count / trig.send_seconds:,.0f}/s)")
-        feed.collect(trig, worker, args.timeout)
-        progress(f"client: {args.count:,} schedule_new_orchestration(wait_for_acceptance=False) calls")
-        cli = send_client(client, [f"c-{i}" for i in range(args.count)], "client")
-        progress(f"  sent in {cli.send_seconds:.2f}s ({args.count / cli.send_seconds:,.0f}/s)")
-        feed.collect(cli, worker, args.timeout)
+        phase("trigger burst", lambda: send_triggers(producer, source, [f"t-{i}" for i in range(args.count)],
+                                                     "trigger"))
+        phase("client burst", lambda: send_client(client, [f"c-{i}" for i in range(args.count)], "client"))
         if args.paced_rate:
-            progress(f"paced: {args.paced_count:,} requests at {args.paced_rate:,.0f}/s each way")
-            paced_trig = send_triggers(producer, source, [f"pt-{i}" for i in range(args.paced_count)],
-                                       "paced trigger", args.paced_rate)
-            feed.collect(paced_trig, worker, args.timeout)
-            paced_cli = send_client(client, [f"pc-{i}" for i in range(args.paced_count)], "paced client",
-                                    args.paced_rate)
-            feed.collect(paced_cli, worker, args.timeout)
+            phase("trigger paced", lambda: send_triggers(producer, source, [f"pt-{i}" for i in range(args.paced_count)],
+                                                         "paced trigger", args.paced_rate))
+            phase("client paced", lambda: send_client(client, [f"pc-{i}" for i in range(args.paced_count)],
+                                                      "paced client", args.paced_rate))
     finally:
         if feed is not None:
             feed.close()
@@ -237,23 +369,101 @@ def main() -> None:
             admin.delete_topics([source])
         finally:
             shutil.rmtree(state_dir, ignore_errors=True)
+    return phases
 
-    rows = []
-    for name, get in (("started instances/s", lambda p: p.rate()),
-                      ("request→RUNNING p50 (ms)", lambda p: percentile(p.latencies_ms(), 50)),
-                      ("request→RUNNING p99 (ms)", lambda p: percentile(p.latencies_ms(), 99)),
-                      ("send phase (records or calls/s)", lambda p: args.count / p.send_seconds)):
-        a, b = get(trig), get(cli)
-        rows.append([f"burst: {name}", fmt(a), fmt(b), ratio(a, b)])
-    if paced_trig is not None and paced_cli is not None:
-        for q in (50, 99):
-            a, b = percentile(paced_trig.latencies_ms(), q), percentile(paced_cli.latencies_ms(), q)
-            rows.append([f"paced {args.paced_rate:,.0f}/s: request→RUNNING p{q} (ms)", fmt(a), fmt(b), ratio(a, b)])
+
+#: (row name, phase, figure of a phase): the table's rows
+FIGURES: list[tuple[str, str, Callable[[Phase], float]]] = [
+    ("burst: started instances/s", "burst", lambda p: p.rate()),
+    ("burst: request→RUNNING p50 (ms)", "burst", lambda p: percentile(p.latencies_ms(), 50)),
+    ("burst: request→RUNNING p99 (ms)", "burst", lambda p: percentile(p.latencies_ms(), 99)),
+    ("burst: send phase (records or calls/s)", "burst", lambda p: len(p.sent) / p.send_seconds),
+    ("burst: worker CPU per started instance (ms)", "burst", lambda p: p.cpu_ms_per_instance()),
+    ("burst: instances/s per worker CPU core (1 / CPU per instance)", "burst", lambda p: 1000 / p.cpu_ms_per_instance()),
+    ("paced: request→RUNNING p50 (ms)", "paced", lambda p: percentile(p.latencies_ms(), 50)),
+    ("paced: request→RUNNING p99 (ms)", "paced", lambda p: percentile(p.latencies_ms(), 99)),
+    ("paced: request→start command p50 (ms)", "paced", lambda p: percentile(p.to_command_ms(), 50)),
+    ("paced: start command→RUNNING p50 (ms)", "paced", lambda p: percentile(p.command_to_running_ms(), 50)),
+]
+
+
+def figure(rounds: list[dict[str, Phase]], way: str, kind: str, get: Callable[[Phase], float]) -> tuple[float, str]:
+    """The median over rounds of one figure, and every round's value."""
+    values = [get(r[f"{way} {kind}"]) for r in rounds if f"{way} {kind}" in r]
+    if not values:
+        return float("nan"), ""
+    return median(values), " / ".join(fmt(v, 0 if v >= 100 else 1) for v in values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=20000, help="instances per way in (default 20000)")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="hub partitions")
+    parser.add_argument("--source-partitions", type=int, default=4, help="partitions of the source topic")
+    parser.add_argument("--paced-rate", type=float, default=500.0,
+                        help="requests/s of the paced latency runs (default 500; 0 skips them)")
+    parser.add_argument("--paced-count", type=int, default=3000, help="requests per paced run (default 3000)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds (a fresh worker and hub each); medians reported")
+    parser.add_argument("--baseline", metavar="GIT_REF", default=None,
+                        help="also run a worker of this revision (git archive), alternating with this checkout "
+                             "round by round, and compare")
+    parser.add_argument("--variant-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="also run this checkout with these environment variables set (e.g. the bench "
+                             "app's BENCH_GC_THRESHOLD=50000,20,10), alternating with it round by round")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="py-spy the worker during each burst (needs py-spy); collapsed stacks and summaries in DIR")
+    args = parser.parse_args()
+
+    bootstrap = bootstrap_servers()
+    variants = [Variant("this checkout")]
+    if args.baseline:
+        variants.insert(0, snapshot_tree(args.baseline))
+    elif args.variant_env:
+        settings = dict(item.split("=", 1) for item in args.variant_env)
+        variants.append(Variant("with " + " ".join(args.variant_env), env=settings))
+    loads = [load_average()]
+    progress(f"load average {loads[0]}; broker {bootstrap}; {args.count:,} instances per way in; "
+             f"{args.rounds} round(s) of {', '.join(v.label for v in variants)}")
+    results: dict[str, list[dict[str, Phase]]] = {v.label: [] for v in variants}
+    for r in range(args.rounds):
+        order = variants if r % 2 == 0 else variants[::-1]  # alternate who goes first
+        for variant in order:
+            results[variant.label].append(run_round(args, variant, bootstrap, r + 1))
+            loads.append(load_average())
+
     print()
-    print(f"Triggers vs client, {args.count:,} instances each, {args.partitions} hub partitions, "
-          f"{args.source_partitions} source partitions; load average {load_average()}")
-    print()
-    print(markdown_table(["", "trigger route", "Python client", "trigger / client"], rows))
+    print(f"Triggers vs client, {args.count:,} burst instances each way, paced {args.paced_count:,} at "
+          f"{args.paced_rate:,.0f}/s, {args.partitions} hub partitions, {args.source_partitions} source partitions; "
+          f"{args.rounds} round(s), medians (every round after the median); load average "
+          f"{' -> '.join(loads)}")
+    for variant in variants:
+        rounds = results[variant.label]
+        rows = []
+        for name, kind, get in FIGURES:
+            (a, a_all), (b, b_all) = figure(rounds, "trigger", kind, get), figure(rounds, "client", kind, get)
+            rows.append([name, fmt(a), fmt(b), ratio(a, b), a_all, b_all])
+        print()
+        print(f"{variant.label}:")
+        print()
+        print(markdown_table(["", "trigger route", "Python client", "trigger / client", "trigger, every round",
+                              "client, every round"], rows))
+        for kind in ("burst", "paced"):
+            for way in ("trigger", "client"):
+                for r_no, rnd in enumerate(rounds, 1):
+                    ph = rnd.get(f"{way} {kind}")
+                    if ph is not None and ph.processors:
+                        print(f"  {way} {kind}, round {r_no}: {describe_processors(ph.processors)}")
+    if len(variants) == 2:
+        base, this = variants
+        rows = []
+        for way in ("trigger", "client"):
+            for name, kind, get in FIGURES:
+                a, _ = figure(results[base.label], way, kind, get)
+                b, _ = figure(results[this.label], way, kind, get)
+                rows.append([f"{way} {name}", fmt(a), fmt(b), ratio(b, a)])
+        print()
+        print(markdown_table(["median", base.label, this.label, "this / baseline"], rows))
 
 
 if __name__ == "__main__":

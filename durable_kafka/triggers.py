@@ -37,6 +37,25 @@ __all__ = ["AvroDecoder", "BytesDecoder", "Decoder", "JsonDecoder", "PublishComp
 REUSE_POLICIES = ("skip", "fail", "replace")
 #: namespace of command ids: uuid5(NS, "route|topic|partition|offset")
 _NS = uuid.UUID("4a3c1e52-9a57-4d7e-b1f1-6f3f0c2d8e11")
+_NS_BYTES = _NS.bytes
+
+
+def _uuid5_hex(name: str) -> str:
+    """``uuid.uuid5(_NS, name).hex``, computed without a UUID object (two per trigger record).
+
+    The same bits: SHA-1 of namespace + name, first 16 bytes, version 5, RFC 4122 variant. Ids
+    must not change between releases (a replayed source record must map to the same command id).
+    """
+    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
+def _uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(_NS, name))`` (see :func:`_uuid5_hex`)."""
+    h = _uuid5_hex(name)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Route:
@@ -89,7 +108,7 @@ class Route:
                 raise RouteCallableError(f"filter raised {type(exc).__name__}: {exc}") from exc
             if not keep:
                 return None
-        msg_id = str(uuid.uuid5(_NS, f"{self.name}|{rec.topic}|{rec.partition}|{rec.offset}"))
+        msg_id = _uuid5_text(f"{self.name}|{rec.topic}|{rec.partition}|{rec.offset}")
         return self.build(rec, msg_id, now)
 
     def build(self, rec: TriggerRecord, msg_id: str, now: datetime) -> tuple[str, str, Any]:
@@ -189,7 +208,7 @@ class Start(Route):
     def build(self, rec: TriggerRecord, msg_id: str, now: datetime) -> tuple[str, str, Any]:
         iid = _instance_id(self.instance_id.resolve(rec), "instance_id")
         body = ev.StartOrchestration(
-            name=self.orchestrator, execution_id=uuid.uuid5(_NS, msg_id).hex,
+            name=self.orchestrator, execution_id=_uuid5_hex(msg_id),
             input=_json(self.input.resolve(rec), "input"), if_exists=self.reuse,
             source=f"{self.name}|{rec.topic}|{rec.partition}|{rec.offset}")
         return _orch(iid, msg_id, now, body)

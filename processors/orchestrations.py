@@ -56,6 +56,9 @@ from .shell import KeyedHandlerShell, Writes, partition_of
 log = logging.getLogger(__name__)
 
 MAX_TIMERS_PER_TICK = 2000
+#: the store key family of events raised to an instance that does not exist yet
+#: (``store.waiting_prefix``: ``w\0<instance>\0``)
+WAITING_FAMILY = b"w" + keys.SEP
 
 
 class OrchestrationHandler(KeyedHandlerShell):
@@ -90,6 +93,11 @@ class OrchestrationHandler(KeyedHandlerShell):
         self._parked_scan: set[int] = set()
         self._scanned: set[int] = set()  # scanned in the open transaction: rescanned if it aborts
         self._scan_from: dict[int, bytes] = {}  # where a scan cut by the time budget goes on
+        #: owned partitions known to hold no waiting event (WAITING_FAMILY): loading an instance
+        #: that does not exist there needs no store scan for its early events. Found on
+        #: assignment; a step that keeps a waiting event takes its partition out for good (till
+        #: the next assignment), so an aborted transaction can only leave it out, never wrongly in.
+        self._no_waiting: set[int] = set()
 
     # ------------------------------------------------------------------ Handler protocol
     def key_of(self, msg: OrchestratorMessage) -> str:
@@ -167,6 +175,11 @@ class OrchestrationHandler(KeyedHandlerShell):
         self._parked_scan.update(partitions)  # a whole scan of each, from its first parked key
         for p in partitions:
             self._scan_from.pop(p, None)
+            store = self.proc.stores.get(p)  # restored by now
+            if store is not None and store.first(WAITING_FAMILY) is None:
+                self._no_waiting.add(p)
+            else:
+                self._no_waiting.discard(p)
 
     def on_aborted(self) -> None:
         super().on_aborted()
@@ -209,6 +222,7 @@ class OrchestrationHandler(KeyedHandlerShell):
 
     def on_revoked(self, partitions: list[int]) -> None:
         gone = set(partitions)
+        self._no_waiting -= gone
         for iid in [i for i, s in self.cache.items() if s.partition in gone]:
             del self.cache[iid]
 
@@ -346,7 +360,7 @@ class OrchestrationHandler(KeyedHandlerShell):
         header = self.codec.decode(raw, expected=ev.InstanceHeader) if raw is not None else None
         loaded = Loaded(instance_id=iid, partition=partition, header=header)
         self._history_cache = _LazyHistory(self, txn, partition)
-        if header is None:  # events raised before the instance exists wait in the store
+        if header is None and partition not in self._no_waiting:  # early events wait in the store
             loaded.waiting = [self.codec.decode(v, expected=ev.HistoryRecord)
                               for _, v in txn.scan(partition, keys.waiting_prefix(iid))]
         if header is not None and header.runtime_status in ACTIVE:
@@ -370,6 +384,9 @@ class OrchestrationHandler(KeyedHandlerShell):
         ended = self._ended_records(loaded, before)
         if self.metrics is not None or self.tracing is not None:
             self._observe_end(loaded, before, old)
+        if partition in self._no_waiting and any(
+                v is not None and k.startswith(WAITING_FAMILY) for k, v in writes[0]):
+            self._no_waiting.discard(partition)  # an event now waits here for its instance
         self.write(txn, partition, writes)
         for topic, key, value in ended:
             txn.produce(topic, key, value)

@@ -24,7 +24,7 @@ from durable_kafka.errors import CodecError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import partition_for
 from durable_kafka.streams.deadletter import dead_letter_for, misrouted_reason
-from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.limits import MAX_RECORD_BYTES, check_record_size
 from durable_kafka.streams.payloads import PayloadCodec
 
 from .instance import Outcome
@@ -135,10 +135,13 @@ class KeyedHandlerShell:
 
         puts = [(k, enc(v)) for k, v in outcome.puts.items()]
         produce = [(p.topic, p.key.encode(), enc(p.value), p.headers) for p in outcome.produce]
+        # sized inline: the message naming a record is built only for one that does not fit
         for k, data in puts:
-            check_record_size(changelog, k, data, f"the state record {k[:80]!r}")
+            if len(k) + (len(data) if data is not None else 0) > MAX_RECORD_BYTES:
+                check_record_size(changelog, k, data, f"the state record {k[:80]!r}")
         for (topic, key, data, _headers), p in zip(produce, outcome.produce):
-            check_record_size(topic, key, data, f"the {type(p.value).__name__} record of {p.key!r}")
+            if len(key) + (len(data) if data is not None else 0) > MAX_RECORD_BYTES:
+                check_record_size(topic, key, data, f"the {type(p.value).__name__} record of {p.key!r}")
         return puts, produce
 
     @staticmethod

@@ -27,7 +27,7 @@ from durable_kafka._tracing import carry_header
 from durable_kafka.errors import DurableKafkaError, PayloadTooLargeError
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.deadletter import dead_letter_for
-from durable_kafka.streams.limits import check_record_size
+from durable_kafka.streams.limits import MAX_RECORD_BYTES, check_record_size
 
 from .runtime import Transaction
 
@@ -77,7 +77,8 @@ class TriggerHandler:
             topic, key, value = command
             data = self.codec.encode(value)
             key_bytes = key.encode("utf-8")
-            check_record_size(topic, key_bytes, data, f"the command of route {route.name!r}")
+            if len(key_bytes) + len(data) > MAX_RECORD_BYTES:  # the message is built only then
+                check_record_size(topic, key_bytes, data, f"the command of route {route.name!r}")
         except (DurableKafkaError, PayloadTooLargeError) as exc:
             self.dead_letter(txn, rec, f"route {route.name!r}: {exc}", type(exc).__name__)
             return

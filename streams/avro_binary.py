@@ -56,6 +56,9 @@ class Unsupported(Exception):
 
 def _wl(out: bytearray, n: int) -> None:
     """Append ``n`` as a zig-zag varint (Avro long)."""
+    if -64 <= n < 64:  # one byte: most longs of these records (indices, counts, -1 ids)
+        out.append((n << 1) ^ (n >> 63))
+        return
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise OverflowError(f"{n} does not fit an Avro long")
     n = (n << 1) ^ (n >> 63)
@@ -89,12 +92,23 @@ def _wy(out: bytearray, b: bytes) -> None:
     out += b
 
 
+#: the last datetime written and its bytes: a step stamps most of what it writes with the one
+#: datetime of its batch (created, updated, every event's timestamp), so most writes repeat it.
+#: A (value, bytes) tuple swapped whole, so threads writing at once never see half of one.
+_last_time: tuple[datetime | None, bytes] = (None, b"")
+
+
 def _wt(out: bytearray, value: datetime) -> None:
     """A datetime as timestamp-millis; a naive datetime is taken as UTC (never local time)."""
-    if value.tzinfo is None:
-        _wl(out, (value - _EPOCH_NAIVE) // _ONE_MS)
-    else:
-        _wl(out, (value - _EPOCH) // _ONE_MS)
+    global _last_time
+    last = _last_time
+    if last[0] is value:  # the same (immutable) object, held by the cache: same bytes
+        out += last[1]
+        return
+    one = bytearray()
+    _wl(one, (value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)) // _ONE_MS)
+    _last_time = (value, bytes(one))
+    out += one
 
 
 def _wf(out: bytearray, x: float) -> None:
@@ -165,9 +179,20 @@ def _rb(b: bytes, p: int) -> tuple[bool, int]:
     return x == 1, p + 1
 
 
+#: the last timestamp read and its datetime (immutable, so shared): the records of one batch,
+#: and the several timestamps of one record, mostly carry the same millisecond
+_last_read_time: tuple[int, datetime] = (0, _EPOCH)
+
+
 def _rt(b: bytes, p: int) -> tuple[datetime, int]:
+    global _last_read_time
     n, p = _rl(b, p)
-    return _EPOCH + timedelta(milliseconds=n), p
+    last = _last_read_time
+    if last[0] == n:
+        return last[1], p
+    value = _EPOCH + timedelta(milliseconds=n)
+    _last_read_time = (n, value)
+    return value, p
 
 
 def _rf(b: bytes, p: int) -> tuple[float, int]:
@@ -386,7 +411,9 @@ class BinarySource:
             return [f"{pad}{var}, p = {self.fn('R', t)}(b, p)"]
         if isinstance(t, list):
             rest = [m for m in t if m != "null"]
-            lines = [f"{pad}_i, p = _rl(b, p)"]
+            # a branch index is one byte (unions of up to 64 types): read inline, _rl for the rest
+            lines = [f"{pad}_i = b[p]", f"{pad}if _i < 0x80:", f"{pad}    p += 1",
+                     f"{pad}    _i = (_i >> 1) ^ -(_i & 1)", f"{pad}else:", f"{pad}    _i, p = _rl(b, p)"]
             if len(rest) == 1:
                 branches = [(t.index(m), m) for m in t]
                 for n, (idx, m) in enumerate(branches):

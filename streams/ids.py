@@ -8,12 +8,16 @@ no leading ``@`` (reserved for entities). A rejected id names the rule it broke.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from durable_kafka.errors import InvalidInstanceIdError
 
 MAX_INSTANCE_ID_LENGTH = 100
 RESERVED_CHARACTERS = frozenset("/\\#?")
+#: every character the loop below could reject: the reserved ones and the control characters
+#: (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F); an id without any skips it
+_SUSPECT = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 def validate_instance_id(instance_id: object) -> str:
@@ -36,6 +40,8 @@ def validate_instance_id(instance_id: object) -> str:
         raise InvalidInstanceIdError(
             f"instance id {instance_id!r} starts with '@', which is reserved for entity ids"
         )
+    if _SUSPECT.search(instance_id) is None:  # the common case: no character to look at closer
+        return instance_id
     for position, char in enumerate(instance_id):
         if char in RESERVED_CHARACTERS:
             raise InvalidInstanceIdError(

@@ -49,3 +49,16 @@ def test_error_is_a_client_error_and_a_value_error() -> None:
         validate_instance_id("a/b")
     with pytest.raises(ValueError):
         validate_instance_id("a/b")
+
+
+def test_the_quick_check_rejects_exactly_what_the_rules_do() -> None:
+    """The regex that lets ordinary ids skip the per-character loop misses no character it rejects."""
+    import sys
+    import unicodedata
+
+    from durable_kafka.streams.ids import RESERVED_CHARACTERS, _SUSPECT
+
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        rejected = char in RESERVED_CHARACTERS or unicodedata.category(char) == "Cc"
+        assert (_SUSPECT.search(char) is not None) == rejected, f"U+{code:04X}"

@@ -142,3 +142,20 @@ def test_a_float_for_a_long_is_refused_not_truncated():
     obj = replace(_record("durable_kafka.ExecutionStarted", random.Random(5)), event_id=1.5)
     with pytest.raises(RecordEncodeError):
         NATIVE.encode(obj)
+
+
+def test_a_repeated_timestamp_writes_the_same_bytes_as_a_fresh_one():
+    """The writer caches the last datetime's bytes by identity: equal values, new objects, naive
+    ones and alternation all write what fastavro writes."""
+    when = datetime(2026, 12, 2, 10, 30, 1, 999_999, tzinfo=timezone.utc)
+    values = [when, when, datetime(2026, 12, 2, 10, 30, 1, 999_999, tzinfo=timezone.utc),
+              when.replace(tzinfo=None), when, datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc),
+              when.astimezone(timezone(timedelta(hours=5))), when]
+    for value in values:
+        status = events.InstanceStatus(instance_id="i", name="n", execution_id="e",
+                                       runtime_status=events.OrchestrationStatus.RUNNING,
+                                       created_at=value, last_updated_at=when)
+        assert NATIVE.encode(status) == FASTAVRO.encode(status)
+        expected = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        expected = expected.replace(microsecond=expected.microsecond // 1000 * 1000)  # millisecond precision
+        assert NATIVE.decode(NATIVE.encode(status)).created_at == expected
