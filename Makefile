@@ -14,7 +14,8 @@
 #   make lint          ruff, and mypy (strict on durable_kafka/ and processors/; pyproject.toml)
 #   make test          venv + broker-up + lint + the whole pytest suite (its cluster tests start the cluster)
 #   make test-unit     the tests that need no broker
-#   make chaos         the chaos scenarios (tests/chaos) at full size (CHAOS_SCALE=1), with the
+#   make chaos         the chaos scenarios (tests/chaos) and the long crash/scale tests of
+#                      tests/integration (marker chaos) at full size (CHAOS_SCALE=1), with the
 #                      full broker-failure runs on the cluster (minutes)
 #   make soak          steady load + kill -9 every KILL_EVERY for DURATION (default 20m), RSS report
 #   make orders        the faust-streaming order service example (examples/orders) on the local broker
@@ -111,15 +112,17 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery chaos soak
+.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery bench-restore chaos soak
 
 # The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
-# to 0.2), plus the full cluster runs (kill -9 of the busiest leader, of the active controller, a
-# rolling restart) under continuous load; the cluster is left running for the next run. Each
-# scenario prints its one-line summary; see docs/RELIABILITY.md.
+# to 0.2, tests/sizes.py), plus the full cluster runs (kill -9 of the busiest leader, of the active
+# controller, a rolling restart) under continuous load, plus the tests of tests/integration marked
+# `chaos` at their full sizes (kill -9 mid-stream of 200 orchestrations, 2,000 trigger records,
+# 1,000 entity signals, 200 schedules; 600 routed requests; a 50 MB payload); the cluster is left
+# running for the next run. Each scenario prints its one-line summary; see docs/RELIABILITY.md.
 CHAOS_SCALE ?= 1
 chaos: venv broker-up cluster-up
-	DK_CHAOS_SCALE=$(CHAOS_SCALE) $(VENV_PY) -m pytest -q -s --chaos tests/chaos $(PYTEST_ARGS)
+	DK_CHAOS_SCALE=$(CHAOS_SCALE) $(VENV_PY) -m pytest -q -s --chaos -m chaos tests/chaos tests/integration $(PYTEST_ARGS)
 
 # make soak DURATION=20m KILL_EVERY=3m: mixed load at half the measured maximum, kill -9 loop,
 # RSS of every process over time, the lost/duplicated/stuck ledger at the end.
@@ -157,6 +160,10 @@ bench-latency: venv broker-up
 # Pause after kill -9 + restart, with and without static group membership (same run, same broker).
 bench-recovery: venv broker-up
 	$(VENV_PY) bench/recovery_pause.py
+
+# Restore of a wiped worker, per-event history against one batch per step, in one run (D20).
+bench-restore: venv broker-up
+	$(VENV_PY) bench/restore.py $(BENCH_ARGS)
 
 # Trigger routes against the Python client in one run (docs/PERFORMANCE.md); BENCH_ARGS e.g. --count 5000.
 BENCH_ARGS ?=

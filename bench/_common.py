@@ -396,11 +396,12 @@ class PySpy:
     Optional: only used with ``--profile``; needs ``pip install py-spy`` and ptrace rights.
     """
 
-    def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 200, gil: bool = False) -> None:
         exe = Path(os.sys.executable).parent / "py-spy"
         self.output = output
+        # gil: only the thread holding the GIL (where the process's Python CPU goes), not every running thread
         self.proc = subprocess.Popen([str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                                      "--threads", "--nonblocking", "--output", str(output)],
+                                      "--threads", "--nonblocking", *(["--gil"] if gil else []), "--output", str(output)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> None:

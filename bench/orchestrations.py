@@ -31,10 +31,11 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import shutil
+import socket
 import sys
 import tempfile
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,7 +126,9 @@ class OursSystem:
                "BENCH_STATE_DIR": self.state_dir, "BENCH_PARTITIONS": str(partitions)}
         #: --observability: the worker serves metrics here and/or traces into a no-op exporter
         self.metrics_port = free_port() if observe in ("metrics", "both") else None
-        env["BENCH_OBSERVE"] = observe
+        #: "tracing-sampled": the worker traces, the callers' contexts are sampled 1 in 10
+        self.sample_every: int | None = 10 if observe == "tracing-sampled" else None
+        env["BENCH_OBSERVE"] = "tracing" if observe == "tracing-sampled" else observe
         if self.metrics_port is not None:
             env["BENCH_METRICS_PORT"] = str(self.metrics_port)
         self.worker: ChildProcess | None = None
@@ -153,9 +156,27 @@ class OursSystem:
     def start_many(self, name: str, ids: list[str], input_value: object) -> float:
         """Schedule every id (bulk mode: no acceptance wait) from a few threads; seconds taken."""
         began = time.perf_counter()
+
+        def start(n_iid: tuple[int, str]) -> None:
+            n, iid = n_iid
+            if self.sample_every is None:
+                self.client.schedule_new_orchestration(name, input=input_value, instance_id=iid,
+                                                       wait_for_acceptance=False)
+                return
+            # the caller's span context: sampled for one start in sample_every, as a ratio sampler would
+            from opentelemetry import context, trace
+
+            caller = trace.SpanContext(random.getrandbits(128) or 1, random.getrandbits(64) or 1, is_remote=False,
+                                       trace_flags=trace.TraceFlags(1 if n % self.sample_every == 0 else 0))
+            token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(caller)))
+            try:
+                self.client.schedule_new_orchestration(name, input=input_value, instance_id=iid,
+                                                       wait_for_acceptance=False)
+            finally:
+                context.detach(token)
+
         with ThreadPoolExecutor(START_THREADS) as pool:
-            list(pool.map(lambda iid: self.client.schedule_new_orchestration(
-                name, input=input_value, instance_id=iid, wait_for_acceptance=False), ids))
+            list(pool.map(start, enumerate(ids)))
         return time.perf_counter() - began
 
     def wait_statuses(self, prefix: str, count: int, statuses: list[OrchestrationStatus], label: str,
@@ -194,7 +215,7 @@ def profiled(args: argparse.Namespace, system: OursSystem, workload: str):
     out_dir = Path(args.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"worker-{workload}.collapsed"
-    spy = PySpy(system.worker.pid, path)
+    spy = PySpy(system.worker.pid, path, gil=args.profile_gil)
     try:
         yield
     finally:
@@ -321,7 +342,9 @@ def ours_timers(bootstrap: str, partitions: int, count: int, figures: Figures) -
 
 #: --observability-modes: what the worker turns on (BENCH_OBSERVE in _ours_app.py)
 OBSERVE_MODES = {"off": "off", "both": "metrics endpoint + tracer (no-op exporter)", "metrics": "metrics only",
-                 "tracing": "tracer only (no-op exporter)"}
+                 "tracing": "tracer only (no-op exporter)",
+                 # not the goal's configuration (full sampling): what sampling at the caller buys
+                 "tracing-sampled": "tracer only, callers sampled 1 in 10"}
 
 
 def ours_observability(args: argparse.Namespace) -> dict[str, list[Figures]]:
@@ -337,7 +360,8 @@ def ours_observability(args: argparse.Namespace) -> dict[str, list[Figures]]:
             try:
                 ours_warmup(system)
                 figures = Figures()
-                ours_hello(system, args.instances, figures, count_records=False)
+                with profiled(args, system, f"hello-{mode}-{round_ + 1}"):
+                    ours_hello(system, args.instances, figures, count_records=False)
                 if system.metrics_port is not None:  # proof that it was on: the endpoint counts what just ran
                     text = _http_get("127.0.0.1", system.metrics_port, "/metrics")
                     line = next(x for x in text.splitlines() if x.startswith(
@@ -645,6 +669,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--profile", metavar="DIR", default=None,
                         help="py-spy the durable-kafka worker during hello and fanout; stacks and summaries go to DIR")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: the local broker)")
     parser.add_argument("--observability", action="store_true",
                         help="hello only, with metrics and tracing off and on in alternating fresh systems "

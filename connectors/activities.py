@@ -494,8 +494,9 @@ class ActivityWorker:
     def _dispatch(self, request: ActivityRequest, partition: int, offset: int, epoch: int, source: str,
                   message: Message | None = None) -> None:
         fn = self._registry.get(request.name)
+        is_async = fn is not None and inspect.iscoroutinefunction(fn)
         if fn is not None and (self.metrics is not None or self.tracing is not None):
-            fn = self._observed(fn, request, message)
+            fn = self._observed(fn, request, message, is_async)
         ctx = ActivityContext(orchestration_id=request.instance_id, task_id=request.task_id)
 
         def encode(result: str | None, failure: FailureDetails | None) -> bytes:
@@ -534,7 +535,7 @@ class ActivityWorker:
             )))
             return
         future: Future
-        if inspect.iscoroutinefunction(fn):
+        if is_async:
             assert self._loop is not None
             future = asyncio.run_coroutine_threadsafe(_run_async(fn, ctx, request.input, self.payloads), self._loop)
         else:
@@ -542,9 +543,9 @@ class ActivityWorker:
             future = self._executor.submit(_run_sync, fn, ctx, request.input, self.payloads)
         future.add_done_callback(lambda f: None if f.cancelled() else finish(f.result()))
 
-    def _observed(self, fn: Callable[..., Any], request: ActivityRequest, message: Message | None) -> Callable[..., Any]:
+    def _observed(self, fn: Callable[..., Any], request: ActivityRequest, message: Message | None,
+                  is_async: bool) -> Callable[..., Any]:
         """``fn`` inside its trace span and timed for the metrics (only when those are on)."""
-        is_async = inspect.iscoroutinefunction(fn)
         if self.tracing is not None:
             fn = self.tracing.activity_wrapper(
                 fn, request.name, message.headers() if message is not None else None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -143,30 +144,58 @@ class OrchestrationTrace:
         return [(TRACEPARENT, self.traceparent().encode())]
 
 
+class _Forced(threading.local):
+    """The ids the next span of the calling thread takes (class attributes: per-thread defaults)."""
+
+    span_id: int | None = None
+    trace_id: int | None = None
+
+
 class _ForcedIds:
     """Wraps the SDK tracer's id generator: the next ids can be set for the calling thread."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.local = threading.local()
+        self.local = _Forced()
 
     def generate_span_id(self) -> int:
-        forced = getattr(self.local, "span_id", None)
+        local = self.local
+        forced = local.span_id
         if forced is not None:
-            self.local.span_id = None
-            return int(forced)
+            local.span_id = None
+            return forced
         return int(self.inner.generate_span_id())
 
     def generate_trace_id(self) -> int:
-        forced = getattr(self.local, "trace_id", None)
+        local = self.local
+        forced = local.trace_id
         if forced is not None:
-            self.local.trace_id = None
-            return int(forced)
+            local.trace_id = None
+            return forced
         return int(self.inner.generate_trace_id())
 
     def is_trace_id_random(self) -> bool:
         probe = getattr(self.inner, "is_trace_id_random", None)
         return bool(probe()) if probe is not None else False
+
+
+_ROOT = Context()
+
+
+@functools.lru_cache(maxsize=4096)
+def _remote_parent(trace_id: int, span_id: int, flags: int) -> tuple[Context, trace.SpanContext]:
+    """The context whose current span is the remote span (trace id, span id), and that span's
+    context; cached: every step and every activity of an execution names the same parent."""
+    parent = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent), _ROOT), parent
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_parent(value: bytes | None) -> tuple[Context, trace.SpanContext | None]:
+    """The parent a record's ``traceparent`` value names: its context (the empty one if none)
+    and its span context; cached: the activities of an execution carry the same value."""
+    parsed = parse_traceparent(value)
+    return _remote_parent(*parsed) if parsed is not None else (_ROOT, None)
 
 
 @dataclass
@@ -184,6 +213,235 @@ class PendingSpan:
     kind: trace.SpanKind = trace.SpanKind.INTERNAL
 
 
+class _Shortcut:
+    """The engine's spans handed straight to the SDK's span processors, where that is exact.
+
+    ``start_span`` + ``end`` build a live SDK span (a lock, bounded attribute, event and link
+    lists, the processors' ``on_start`` and ``_on_ending``) only to hand the processors its
+    read-only copy at the end. Most of the engine's spans need none of it:
+
+    * a recorded span (orchestration, timer, entity call) is known whole when it is emitted;
+      :meth:`record` builds the ``ReadableSpan`` the processors would get, with the same fields;
+    * an activity span is live while the function runs, but usually nothing touches it but
+      the engine; :meth:`start_activity` returns a :class:`_LazySpan` that has the span's
+      context (so spans the activity starts are its children) and turns itself into a real SDK
+      span, with the same ids and start time, the first time code changes it (an attribute, an
+      event, an exception, a status); untouched, it ends as a ``ReadableSpan`` like a recorded one.
+
+    The sampler is asked as ``start_span`` asks it. Used only where skipping the live span changes
+    nothing: the SDK's own tracer, enabled, its internal metrics off, no attribute length limit,
+    and every span processor one whose ``on_start`` and ``_on_ending`` do nothing (the SDK's
+    batch and simple processors, what an exporter is set up with); anything else takes the
+    public path. ``tests/unit/test_tracing.py`` compares both paths field by field.
+    """
+
+    def __init__(self, tracer: Any, ids: _ForcedIds, multi: Any, readable: Any,
+                 inert: tuple[set[Any], set[Any]], clean: Callable[[Any], Any]) -> None:
+        self.tracer = tracer
+        self.ids = ids
+        self.multi = multi
+        self.readable = readable
+        self.inert_start, self.inert_ending = inert
+        self.clean = clean
+        self.parent_based_on: Any = None  # the SDK's default sampler, ParentBased(ALWAYS_ON)
+        self.always_on: Any = None
+        self._checked: object = None
+        self._ok = False
+
+    @classmethod
+    def of(cls, tracer: Any, ids: _ForcedIds | None) -> "_Shortcut | None":
+        try:
+            from opentelemetry.attributes import BoundedAttributes
+            from opentelemetry.sdk.trace import (
+                ConcurrentMultiSpanProcessor,
+                ReadableSpan,
+                SpanProcessor,
+                SynchronousMultiSpanProcessor,
+            )
+            from opentelemetry.sdk.trace import Tracer as SdkTracer
+            from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
+        except ImportError:  # no SDK, or one laid out differently: the public path
+            return None
+        multi = getattr(tracer, "span_processor", None)
+        limits = getattr(tracer, "_span_limits", None)
+        if (ids is None or type(tracer) is not SdkTracer
+                or type(multi) not in (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
+                or not isinstance(getattr(tracer, "_tracer_metrics", None), NoOpTracerMetrics)
+                or not hasattr(tracer, "_instrumentation_scope") or not callable(getattr(tracer, "_is_enabled", None))
+                or limits is None or limits.max_span_attribute_length is not None
+                or (limits.max_span_attributes is not None and limits.max_span_attributes < _MAX_ATTRIBUTES)):
+            return None
+        inert_start = {SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start}
+        inert_ending = {SpanProcessor._on_ending, BatchSpanProcessor._on_ending, SimpleSpanProcessor._on_ending}
+
+        def clean(attributes: Any) -> Any:  # what a sampler added: kept as the SDK's span keeps it
+            return BoundedAttributes(limits.max_span_attributes, attributes, immutable=True)
+
+        shortcut = cls(tracer, ids, multi, ReadableSpan, (inert_start, inert_ending), clean)
+        shortcut.parent_based_on, shortcut.always_on = DEFAULT_ON, ALWAYS_ON
+        return shortcut
+
+    def usable(self) -> bool:
+        """Still exact? (A provider takes new span processors, a tracer can be disabled, at any time.)"""
+        processors = getattr(self.multi, "_span_processors", None)
+        if processors is not self._checked:
+            self._checked = processors
+            self._ok = processors is not None and all(
+                getattr(type(p), "on_start", None) in self.inert_start
+                and getattr(type(p), "_on_ending", None) in self.inert_ending for p in processors)
+        return self._ok and bool(self.tracer._is_enabled())
+
+    def _sample(self, ctx: Context, parent: trace.SpanContext | None, trace_id: int, name: str,
+                kind: trace.SpanKind, attributes: dict[str, Any]) -> tuple[bool, trace.TraceFlags, Any, Any]:
+        """Recorded or not, the new span's trace flags, trace state and attributes, as ``start_span``
+        derives them from the sampler (the SDK's default samplers decided without a call: by
+        the parent's sampled flag, ``ParentBased(ALWAYS_ON)``, or always, ``ALWAYS_ON``)."""
+        sampler = self.tracer.sampler
+        if sampler is self.parent_based_on or sampler is self.always_on:
+            sampled = parent is None or sampler is self.always_on or parent.trace_flags.sampled
+            recording, trace_state = sampled, parent.trace_state if parent is not None else None
+        else:
+            result = sampler.should_sample(ctx, trace_id, name, kind, attributes, ())
+            recording, sampled, trace_state = result.decision.is_recording(), result.decision.is_sampled(), \
+                result.trace_state
+            if result.attributes != attributes:  # what a sampler added: kept as the SDK's span keeps it
+                attributes = self.clean(result.attributes)
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
+        if parent.trace_flags.random_trace_id if parent is not None else self.ids.is_trace_id_random():
+            flags |= _RANDOM_TRACE_ID
+        return recording, _FLAGS[flags], trace_state, attributes
+
+    def _end(self, name: str, context: trace.SpanContext, parent: trace.SpanContext | None, kind: trace.SpanKind,
+             attributes: Any, status: trace.Status, start: int, end: int) -> None:
+        tracer = self.tracer
+        self.multi.on_end(self.readable(
+            name=name, context=context, parent=parent, resource=tracer.resource, attributes=attributes, kind=kind,
+            instrumentation_info=tracer.instrumentation_info, status=status, start_time=start, end_time=end,
+            instrumentation_scope=tracer._instrumentation_scope))
+
+    def record(self, s: PendingSpan) -> None:
+        """What ``start_span(start_time=...)`` + ``end(end_time=...)`` of ``s`` would hand the processors."""
+        o = s.orchestration
+        ctx, parent = _remote_parent(o.trace_id, s.parent_span_id, o.flags) if s.parent_span_id is not None \
+            else (_ROOT, None)
+        recording, flags, trace_state, attributes = self._sample(ctx, parent, o.trace_id, s.name, s.kind, s.attributes)
+        if not recording:
+            return  # a non-recording span: the processors never see it
+        context = trace.SpanContext(o.trace_id, s.span_id, is_remote=False, trace_flags=flags, trace_state=trace_state)
+        start = _ns(s.start)
+        self._end(s.name, context, parent, s.kind, attributes,
+                  trace.Status(trace.StatusCode.ERROR, s.error) if s.error is not None else _UNSET,
+                  start, max(_ns(s.end), start))
+
+    def start_activity(self, name: str, ctx: Context, parent: trace.SpanContext | None,
+                       attributes: dict[str, Any]) -> trace.Span:
+        """The span ``start_span(name, ctx, CONSUMER, attributes)`` would start, made lazily."""
+        ids = self.ids.inner  # random ids: nothing is forced on this path
+        trace_id = parent.trace_id if parent is not None else int(ids.generate_trace_id())
+        recording, flags, trace_state, attributes = self._sample(ctx, parent, trace_id, name, _CONSUMER, attributes)
+        context = trace.SpanContext(trace_id, int(ids.generate_span_id()), is_remote=False, trace_flags=flags,
+                                    trace_state=trace_state)
+        if not recording:
+            return trace.NonRecordingSpan(context)
+        return _LazySpan(self, name, context, ctx, parent, attributes, time.time_ns())
+
+    def materialize(self, lazy: "_LazySpan") -> Any:
+        """The real SDK span of ``lazy``: same ids, start time, attributes (the sampler is asked again)."""
+        forced = self.ids.local
+        forced.span_id, forced.trace_id = lazy.context.span_id, lazy.context.trace_id
+        try:
+            return self.tracer.start_span(lazy.name, context=lazy.parent_ctx, kind=_CONSUMER,
+                                          attributes=lazy.attributes, start_time=lazy.start)
+        finally:
+            forced.span_id = forced.trace_id = None
+
+
+_SAMPLED, _NOT_SAMPLED, _RANDOM_TRACE_ID = 0x01, 0x00, 0x02
+_FLAGS = [trace.TraceFlags(f) for f in range(4)]
+_UNSET = trace.Status(trace.StatusCode.UNSET)
+#: the most attributes one of the engine's spans has (a span limit below this: the public path)
+_MAX_ATTRIBUTES = 8
+_LAZY = threading.Lock()  # taken when a lazy span ends or becomes real
+
+
+class _LazySpan(trace.Span):
+    """An activity's span while the function runs (see :class:`_Shortcut`).
+
+    Until code changes it, it is only its context; the first change makes it a real SDK span
+    (same ids, start time and attributes) that takes this and every later call, so whatever the
+    activity does to its span is recorded exactly as on a span from ``start_span``.
+    """
+
+    __slots__ = ("shortcut", "name", "context", "parent_ctx", "parent", "attributes", "start", "ended", "real")
+
+    def __init__(self, shortcut: _Shortcut, name: str, context: trace.SpanContext, parent_ctx: Context,
+                 parent: trace.SpanContext | None, attributes: Any, start: int) -> None:
+        self.shortcut, self.name, self.context = shortcut, name, context
+        self.parent_ctx, self.parent, self.attributes, self.start = parent_ctx, parent, attributes, start
+        self.ended = False
+        self.real: Any = None
+
+    def _real(self) -> Any:
+        """The real span (made now if need be); None once ended untouched (a change after the end
+        is ignored, as the SDK's span ignores it)."""
+        real = self.real
+        if real is None:
+            with _LAZY:
+                real = self.real
+                if real is None and not self.ended:
+                    real = self.real = self.shortcut.materialize(self)
+        return real
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        real = self.real
+        return bool(real.is_recording()) if real is not None else not self.ended
+
+    def end(self, end_time: int | None = None) -> None:
+        with _LAZY:  # against a change made at the same time from another thread
+            real, ended = self.real, self.ended
+            self.ended = True
+        if real is not None:
+            real.end(end_time)
+        elif not ended:
+            self.shortcut._end(self.name, self.context, self.parent, _CONSUMER, self.attributes, _UNSET,
+                               self.start, end_time if end_time is not None else time.time_ns())
+
+    # every change goes to the real span
+    def set_attributes(self, attributes: Any) -> None:
+        if (real := self._real()) is not None:
+            real.set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if (real := self._real()) is not None:
+            real.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        if (real := self._real()) is not None:
+            real.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: trace.SpanContext, attributes: Any = None) -> None:
+        if (real := self._real()) is not None:
+            real.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        if (real := self._real()) is not None:
+            real.update_name(name)
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        if (real := self._real()) is not None:
+            real.set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Any = None, timestamp: int | None = None,
+                         escaped: bool = False) -> None:
+        if (real := self._real()) is not None:
+            real.record_exception(exception, attributes, timestamp, escaped)
+
+
 class Tracing:
     """The engine's tracer; build with :meth:`create` (None when tracing is off)."""
 
@@ -191,9 +449,14 @@ class Tracing:
         self.tracer = provider.get_tracer("durable_kafka")
         self._ids: _ForcedIds | None = None
         inner = getattr(self.tracer, "id_generator", None)
-        if inner is not None:  # the SDK's tracer: let it take the derived ids
+        if isinstance(inner, _ForcedIds):  # the SDK caches its tracers: wrapped by an earlier start
+            self._ids = inner
+        elif inner is not None:  # the SDK's tracer: let it take the derived ids
             self._ids = _ForcedIds(inner)
             self.tracer.id_generator = self._ids
+        self._activity_names: dict[str, str] = {}
+        #: the SDK's span processors without a live span, where that is exact (None: never)
+        self._shortcut = _Shortcut.of(self.tracer, self._ids)
 
     @classmethod
     def create(cls, provider: Any = None) -> "Tracing | None":
@@ -204,72 +467,82 @@ class Tracing:
                 return None
         return cls(provider)
 
+    def _fast(self) -> _Shortcut | None:
+        shortcut = self._shortcut
+        return shortcut if shortcut is not None and shortcut.usable() else None
+
     # ------------------------------------------------------------------ engine-side spans
     def emit(self, spans: Iterable[PendingSpan]) -> None:
         """Emit spans of a committed step with their derived ids and recorded times."""
+        fast = self._fast()
+        if fast is not None:
+            for s in spans:
+                fast.record(s)
+            return
+        tracer, forced = self.tracer, self._ids.local if self._ids is not None else None
         for s in spans:
-            if s.parent_span_id is not None:
-                parent = trace.NonRecordingSpan(trace.SpanContext(
-                    s.orchestration.trace_id, s.parent_span_id, is_remote=True, trace_flags=trace.TraceFlags(s.orchestration.flags)))
-                ctx = trace.set_span_in_context(parent, Context())
-            else:
-                ctx = Context()
-            if self._ids is not None:
-                self._ids.local.span_id = s.span_id
-                self._ids.local.trace_id = s.orchestration.trace_id
+            o = s.orchestration
+            ctx = _remote_parent(o.trace_id, s.parent_span_id, o.flags)[0] if s.parent_span_id is not None else _ROOT
+            start = _ns(s.start)
+            if forced is not None:
+                forced.span_id, forced.trace_id = s.span_id, o.trace_id
             try:
-                span = self.tracer.start_span(s.name, context=ctx, kind=s.kind, attributes=s.attributes,
-                                              start_time=_ns(s.start))
+                span = tracer.start_span(s.name, context=ctx, kind=s.kind, attributes=s.attributes, start_time=start)
             finally:
-                if self._ids is not None:
-                    self._ids.local.span_id = self._ids.local.trace_id = None
+                if forced is not None:
+                    forced.span_id = forced.trace_id = None
             if s.error is not None:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, s.error))
-            span.end(end_time=max(_ns(s.end), _ns(s.start)))
+            span.end(end_time=max(_ns(s.end), start))
 
     # ------------------------------------------------------------------ activity execution
     def activity_wrapper(self, fn: F, name: str, headers: Sequence[tuple[str, bytes | None]] | None,
                          attributes: dict[str, Any], is_async: bool) -> F:
         """``fn`` run inside an ``activity:<name>`` span, child of the orchestration's span."""
-        parsed = parse_traceparent(header_of(headers))
-        if parsed is not None:
-            ctx = trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
-                parsed[0], parsed[1], is_remote=True, trace_flags=trace.TraceFlags(parsed[2]))), Context())
-        else:
-            ctx = Context()
-        tracer, span_name = self.tracer, f"activity:{name}"
-        # start_span + attach, not start_as_current_span: the same span for less (no generator
+        ctx, parent = _header_parent(header_of(headers))  # cached: the activities of a step share it
+        span_name = self._activity_names.get(name)
+        if span_name is None:
+            span_name = self._activity_names[name] = f"activity:{name}"
+        tracer, fast = self.tracer, self._fast()
+
+        def start() -> Any:
+            if fast is not None:
+                return fast.start_activity(span_name, ctx, parent, attributes)
+            return tracer.start_span(span_name, context=ctx, kind=_CONSUMER, attributes=attributes)
+
+        # start + attach, not start_as_current_span: the same span for less (no generator
         # context manager per call); the activity's own spans still nest under it
         if is_async:
             async def run_async(*args: Any) -> Any:
-                span = tracer.start_span(span_name, context=ctx, kind=_CONSUMER, attributes=attributes)
-                token = otel_context.attach(trace.set_span_in_context(span))
+                span = start()
+                token = _attach(_set_span(span, ctx))
                 try:
                     return await fn(*args)
                 except BaseException as error:
                     _failed(span, error)
                     raise
                 finally:
-                    otel_context.detach(token)
+                    _detach(token)
                     span.end()
 
             return run_async  # type: ignore[return-value]
 
         def run(*args: Any) -> Any:
-            span = tracer.start_span(span_name, context=ctx, kind=_CONSUMER, attributes=attributes)
-            token = otel_context.attach(trace.set_span_in_context(span))
+            span = start()
+            token = _attach(_set_span(span, ctx))
             try:
                 return fn(*args)
             except BaseException as error:
                 _failed(span, error)
                 raise
             finally:
-                otel_context.detach(token)
+                _detach(token)
                 span.end()
 
         return run  # type: ignore[return-value]
 
 
+_attach, _detach, _set_span = otel_context.attach, otel_context.detach, trace.set_span_in_context
 _CONSUMER = trace.SpanKind.CONSUMER
 
 

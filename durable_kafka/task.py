@@ -525,13 +525,17 @@ class OrchestrationContext(ABC):
         """A name-based UUID that is the same on every replay."""
 
     @abstractmethod
-    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> CompletableTask[Any]:
-        """Call an entity operation and wait for its result."""
+    def call_entity(self, entity_id: Any, operation: str | None = None, input: Any = None, *,
+                    operation_name: str | None = None) -> CompletableTask[Any]:
+        """Call an entity operation and wait for its result (``operation_name=`` is accepted too)."""
 
     @abstractmethod
-    def signal_entity(self, entity_id: Any, operation: str, input: Any = None,
-                      signal_time: datetime | None = None) -> None:
+    def signal_entity(self, entity_id: Any, operation_name: str | None = None, input: Any = None,
+                      signal_time: datetime | None = None, *, operation: str | None = None) -> None:
         """Send a one-way operation to an entity; with ``signal_time``, not before that time.
+
+        The second parameter is durabletask's ``operation_name``; ``operation=`` (this
+        project's earlier name, and ``call_entity``'s) is accepted too.
 
         A scheduled signal is kept durably by the entity's partition (it survives restarts and
         rebalances) and runs at ``signal_time`` at the earliest; a time in the past runs at once.

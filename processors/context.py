@@ -564,6 +564,17 @@ class ExecutionState:
         self._calls_outstanding.clear()
 
 
+def operation_argument(method: str, positional: str | None, alias: str | None) -> str:
+    """The operation name given either way: durabletask names it ``operation`` in ``call_entity``
+    and ``operation_name`` in ``signal_entity``; both keywords are accepted in both places."""
+    if positional is not None and alias is not None and positional != alias:
+        raise InvalidArgumentError(f"{method}(): give the operation once (operation or operation_name), not both")
+    op = positional if positional is not None else alias
+    if not isinstance(op, str) or not op:
+        raise InvalidArgumentError(f"{method}(): the operation name must be a non-empty string, got {op!r}")
+    return op
+
+
 class RuntimeOrchestrationContext(OrchestrationContext):
     """``ctx`` for orchestrator code: the documented API, delegated to its :class:`ExecutionState`."""
 
@@ -632,12 +643,15 @@ class RuntimeOrchestrationContext(OrchestrationContext):
     def new_uuid(self) -> str:
         return self.__execution.new_uuid()
 
-    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> CompletableTask[Any]:
-        return self.__execution.call_entity(entity_id, operation, input)
+    def call_entity(self, entity_id: Any, operation: str | None = None, input: Any = None, *,
+                    operation_name: str | None = None) -> CompletableTask[Any]:
+        op = operation_argument("call_entity", operation, operation_name)
+        return self.__execution.call_entity(entity_id, op, input)
 
-    def signal_entity(self, entity_id: Any, operation: str, input: Any = None,
-                      signal_time: datetime | None = None) -> None:
-        self.__execution.signal_entity(entity_id, operation, input, signal_time)
+    def signal_entity(self, entity_id: Any, operation_name: str | None = None, input: Any = None,
+                      signal_time: datetime | None = None, *, operation: str | None = None) -> None:
+        op = operation_argument("signal_entity", operation_name, operation)
+        self.__execution.signal_entity(entity_id, op, input, signal_time)
 
     def lock_entities(self, entity_ids: Sequence[Any]) -> CompletableTask[EntityLock]:
         return self.__execution.lock_entities(entity_ids)

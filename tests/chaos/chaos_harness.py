@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import LIBRDKAFKA_LOGGER_NAME
+from sizes import scale, sized  # noqa: F401 - re-exported; tests/ is on sys.path (rootdir conftest, soak.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.chaos_app:make_worker"
@@ -47,17 +48,7 @@ SUMMARIES: list[str] = []
 
 
 # ------------------------------------------------------------------------------------ sizes
-def scale() -> float:
-    """``DK_CHAOS_SCALE``: 1 is the full size (``make chaos``); the normal suite runs 0.2."""
-    try:
-        return max(0.01, float(os.environ.get("DK_CHAOS_SCALE", "0.2")))
-    except ValueError:
-        return 0.2
-
-
-def sized(full: int, minimum: int = 1) -> int:
-    """``full`` scaled by :func:`scale`, never below ``minimum``."""
-    return max(minimum, round(full * scale()))
+# scale() and sized() are tests/sizes.py's (the one DK_CHAOS_SCALE knob), re-exported here.
 
 
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

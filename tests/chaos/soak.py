@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # chaos_harness, chaos_app
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # sizes (imported by chaos_harness)
 
 from chaos_harness import Disruption, WorkerProcess, judge, rss_of  # noqa: E402
 from chaos_app import expected_flow_output  # noqa: E402

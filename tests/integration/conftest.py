@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from durable_kafka.connectors import broker
 from durable_kafka.errors import DurableKafkaError
 from durable_kafka.streams.admin import delete_hub, ensure_topics
 from durable_kafka.streams.topics import HubTopics
@@ -98,6 +99,39 @@ def hub_factory(hub_bootstrap: str) -> Iterator[Callable[..., TestHub]]:
             failures.append(f"{test_hub}: {exc}")
     if failures:
         pytest.fail("could not delete test hubs: " + "; ".join(failures))
+
+
+@pytest.fixture(scope="module")
+def module_hub(bootstrap: str) -> Iterator[TestHub]:
+    """One fresh hub (4 partitions) for a whole module, deleted after it.
+
+    For modules whose tests share one worker (each test's instance ids are its own and none
+    asserts over the whole hub): the worker, its consumer groups and the topics start once per
+    module instead of once per test. Tests that need a hub of their own keep using ``hub``.
+    """
+    test_hub = TestHub(unique_hub_name("m"), DEFAULT_TEST_PARTITIONS, bootstrap)
+    ensure_topics(test_hub, partitions=DEFAULT_TEST_PARTITIONS, bootstrap=bootstrap)
+    yield test_hub
+    delete_hub(test_hub, bootstrap=bootstrap)
+
+
+@pytest.fixture(scope="session")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerConfig]:
+    """A second single-node broker on free ports (state in a temporary directory), never the shared one.
+
+    For the tests that start, stop and restart a broker (test_broker.py, test_broker_restart.py).
+    They share it, so the suite pays for its first start (storage format, JVM) once, and the first
+    test leaves it running for the next. Not started here: each test brings it up itself
+    (``broker.up`` is idempotent) and may stop it; it is stopped after the session.
+    """
+    from netutil import free_ports  # tests/integration is on sys.path (rootdir-style tests)
+
+    port, controller_port = free_ports(2)
+    config = broker.BrokerConfig(port=port, controller_port=controller_port,
+                                 state_dir=tmp_path_factory.mktemp("private-broker") / "kafka")
+    assert config.cache_dir == broker.default_cache_dir()  # reuse the shared assembly
+    yield config
+    broker.down(config)
 
 
 @pytest.fixture

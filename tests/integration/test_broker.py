@@ -1,8 +1,9 @@
 """The broker control itself: up/down are idempotent and storage is formatted only once.
 
-Runs a SECOND broker on free ports with its state in tmp_path, so the shared broker on 9092
-is never touched. It reuses the assembled jars in the default cache (only the very first
-assembly on a machine is slow).
+Runs a SECOND broker on free ports with its state in a temporary directory (the session's
+``private_broker``, shared with test_broker_restart.py), so the shared broker on 9092 is never
+touched. It reuses the assembled jars in the default cache (only the very first assembly on a
+machine is slow).
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 import base64
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from netutil import free_ports  # tests/integration is on sys.path (rootdir-style tests)
 from durable_kafka.connectors import broker
 
 pytestmark = pytest.mark.timeout(400)
@@ -30,13 +29,8 @@ def _port_answers(port: int) -> bool:
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> Iterator[broker.BrokerConfig]:
-    port, controller_port = free_ports(2)
-    config = broker.BrokerConfig(port=port, controller_port=controller_port,
-                                 state_dir=tmp_path / "kafka")
-    assert config.cache_dir == broker.default_cache_dir()  # reuse the shared assembly
-    yield config
-    broker.down(config)
+def cfg(private_broker: broker.BrokerConfig) -> broker.BrokerConfig:
+    return private_broker
 
 
 def _produce_consume(bootstrap: str) -> bytes:
@@ -66,10 +60,11 @@ def test_up_down_idempotent_on_a_separate_broker(cfg: broker.BrokerConfig) -> No
     first = broker.up(cfg)
     assert first.running and first.pid is not None
     assert first.bootstrap == f"127.0.0.1:{cfg.port}"
+    starts = cfg.log_file.read_text().count("==== start")
 
     again = broker.up(cfg)
     assert again.running and again.pid == first.pid
-    assert cfg.log_file.read_text().count("==== start") == 1  # the second up spawned nothing
+    assert cfg.log_file.read_text().count("==== start") == starts  # the second up spawned nothing
 
     # cluster id: 16 random bytes as URL-safe base64 without padding, and the broker uses it
     cluster_id = cfg.cluster_id_file.read_text().strip()
@@ -94,7 +89,7 @@ def test_up_down_idempotent_on_a_separate_broker(cfg: broker.BrokerConfig) -> No
     assert cfg.cluster_id_file.read_text().strip() == cluster_id
     topics = AdminClient({"bootstrap.servers": cfg.bootstrap}).list_topics(timeout=30).topics
     assert broker.PROBE_TOPIC in topics
-    assert broker.down(cfg) is True
+    # left running: test_broker_restart.py goes on with it (the session stops it at the end)
 
     assert broker.status().pid == shared_pid_before  # the shared broker was left alone
 

@@ -6,7 +6,8 @@ are legitimate: the worker recovers in-process (its fenced producer is replaced 
 to the committed offsets), or, when librdkafka stays blocked in a transactional call (librdkafka
 issue #5456), it reports itself stuck and exits, and the restarted worker resumes from the last
 committed transaction. Either way the history must hold no duplicate and the audit must pass.
-Runs on a private broker (free ports, state in tmp_path) so the shared one is never touched.
+Runs on a private broker (the session's ``private_broker``: free ports, state in a temporary
+directory; test_broker.py may have left it running) so the shared one is never touched.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 import pytest
 from crash_app import expected_output  # tests/integration is on sys.path (rootdir-style tests)
 
-from netutil import free_ports  # tests/integration is on sys.path (rootdir-style tests)
 from durable_kafka import Client, OrchestrationStatus
 from durable_kafka.connectors import broker
 from durable_kafka.connectors.audit import audit
@@ -45,11 +45,10 @@ def _spawn(bootstrap: str, hub: str, state: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_orchestrations_survive_a_broker_restart(tmp_path):
-    port, controller_port = free_ports(2)
-    cfg = broker.BrokerConfig(port=port, controller_port=controller_port, state_dir=tmp_path / "kafka")
+def test_orchestrations_survive_a_broker_restart(private_broker, tmp_path):
+    cfg = private_broker
     broker.up(cfg)
-    bootstrap, hub = f"127.0.0.1:{port}", "restart"
+    bootstrap, hub = cfg.bootstrap, "restart"
     ensure_topics(hub, 4, bootstrap=bootstrap)
     worker = _spawn(bootstrap, hub, tmp_path / "worker")
     restarts = 0

@@ -1,5 +1,7 @@
 """kill -9 of a worker in the middle of 200 orchestrations: everything completes, nothing doubles.
 
+200 at full size (``make chaos``); the normal suite runs 80 (tests/sizes.py), the same kill.
+
 The worker runs in a subprocess (RocksDB locks and librdkafka threads make in-process crash
 simulation dishonest) and is killed with SIGKILL while orchestrations are mid-flight. The
 restarted worker either keeps its local state (RocksDB lags the changelog at most) or starts
@@ -26,9 +28,10 @@ from durable_kafka.connectors.audit import read_topic
 from durable_kafka.streams.codec import Codec
 
 from crash_app import expected_output  # tests/integration is on sys.path (rootdir-style tests)
+from sizes import sized  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[2]
-N = 200
+N = sized(200, 80)  # timers of 1 s + n * 20 ms: 80 instances still spread their completions over 1.6 s
 
 
 def _spawn(hub, state: Path) -> subprocess.Popen:
@@ -53,6 +56,7 @@ def _completed(client: Client, ids: list[str]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 @pytest.mark.parametrize("wipe_state", [False, True], ids=["keep-state", "wipe-state"])
 def test_kill_9_midway_then_restart(hub, tmp_path, wipe_state):
     state = tmp_path / "worker-state"

@@ -120,9 +120,12 @@ def make_worker(hub: Any, state_dir: str, **options: Any) -> Worker:
     return w
 
 
-@pytest.fixture
-def engine(hub, tmp_path):
-    w = make_worker(hub, str(tmp_path / "state"), maximum_timer_interval=timedelta(seconds=1))
+@pytest.fixture(scope="module")
+def engine(module_hub, tmp_path_factory):
+    """One worker and client for the tests that take ``engine`` (their instance ids are their own)."""
+    w = make_worker(module_hub, str(tmp_path_factory.mktemp("engine") / "state"),
+                    maximum_timer_interval=timedelta(seconds=1))
+    hub = module_hub
     with w, Client(hub.bootstrap, hub=hub.name) as c:
         yield w, c
 

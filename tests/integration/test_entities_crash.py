@@ -28,8 +28,13 @@ from durable_kafka.connectors.audit import read_topic
 from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 
+try:
+    from sizes import sized  # tests/ is on sys.path under pytest (rootdir conftest)
+except ImportError:  # the worker subprocess imports this module (make_worker) from the repository root
+    from tests.sizes import sized
+
 ROOT = Path(__file__).resolve().parents[2]
-N = 1000
+N = sized(1000, 400)  # signals: 1,000 at full size (make chaos)
 ENTITY = "@counter@crash"
 
 
@@ -57,8 +62,13 @@ def _spawn(hub, state: Path) -> subprocess.Popen:
     return proc
 
 
-def _send_paced(client: Client) -> None:
+def _send_paced(client: Client, killed: threading.Event) -> None:
+    """N signals, paced; the last fifth waits for the kill if it has not happened yet, so signals
+    keep arriving while the worker is down whatever the size and the machine's speed."""
     for i in range(N):
+        if i == N * 4 // 5:
+            client.flush()
+            killed.wait(120)
         client.signal_entity(ENTITY, "add", 1, wait_for_delivery=(i % 100 == 99))
         time.sleep(0.003)
 
@@ -69,13 +79,15 @@ def _count(client: Client) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 @pytest.mark.parametrize("wipe_state", [False, True], ids=["keep-state", "wipe-state"])
 def test_kill_9_mid_signalling_keeps_the_exact_count(hub, tmp_path, wipe_state):
     state = tmp_path / "worker-state"
     worker = _spawn(hub, state)
     try:
         with Client(hub.bootstrap, hub=hub.name) as client:
-            sender = threading.Thread(target=_send_paced, args=(client,), daemon=True)
+            killed = threading.Event()
+            sender = threading.Thread(target=_send_paced, args=(client, killed), daemon=True)
             sender.start()  # keeps sending while the worker is killed and restarted
             deadline = time.monotonic() + 60
             while _count(client) < 150:
@@ -83,6 +95,7 @@ def test_kill_9_mid_signalling_keeps_the_exact_count(hub, tmp_path, wipe_state):
                 time.sleep(0.02)
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
+            killed.set()
             at_kill = _count(client)
             assert at_kill < N, "everything was applied before the kill; the test proves nothing"
             if wipe_state:

@@ -127,9 +127,12 @@ ORCHESTRATORS = [sequence, fan_out, timer_orch, wait_event, child, parent, count
 ACTIVITIES = [hello, square, boom, flaky]
 
 
-@pytest.fixture
-def engine(hub, tmp_path):
-    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "state"), partitions=hub.partitions)
+@pytest.fixture(scope="module")
+def engine(module_hub, tmp_path_factory):
+    """One worker and client for the tests that take ``engine`` (their instance ids are their own)."""
+    hub = module_hub
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path_factory.mktemp("engine") / "state"),
+               partitions=hub.partitions)
     for o in ORCHESTRATORS:
         w.add_orchestrator(o)
     for a in ACTIVITIES:
@@ -299,8 +302,9 @@ def test_purge_restart_and_query(engine):
     assert c.get_orchestration_state(iid) is None
 
 
-def test_poison_record_goes_to_deadletter_and_processing_continues(engine, hub):
+def test_poison_record_goes_to_deadletter_and_processing_continues(engine, module_hub):
     _, c = engine
+    hub = module_hub
     iid = c.schedule_new_orchestration(status_then_wait)
     c.wait_for_orchestration_start(iid, timeout=30)
     p = Producer({"bootstrap.servers": hub.bootstrap, "partitioner": "murmur2_random"})

@@ -1,7 +1,8 @@
 """Payloads larger than a Kafka record, end to end on the real broker (docs/PAYLOADS.md).
 
 With no configuration the hub's Kafka-native store carries 5 MB and 50 MB inputs, outputs,
-activity inputs and results, event data and entity states; history and status records stay
+activity inputs and results, event data and entity states (50 MB at full size, ``make chaos``;
+20 MB in the normal suite); history and status records stay
 small (they hold references); purge tombstones the chunks; a missing or corrupt chunk is a
 ``PayloadUnavailableError`` naming the instance; a worker killed between storing the chunks
 and committing leaves nothing visible and completes the instance after a restart.
@@ -36,8 +37,11 @@ from durable_kafka.streams.config import consumer_config
 from durable_kafka.streams.payload_topic import KafkaPayloadStore
 from durable_kafka.streams.reading import read_to_end, watermarks
 
+from sizes import sized  # tests/ is on sys.path (rootdir conftest)
+
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1_000_000
+LARGE_MB = sized(50, 20)  # the largest payload: 50 MB at full size (make chaos)
 
 
 def _blob(n: int, seed: str = "") -> str:
@@ -132,8 +136,10 @@ def test_5mb_input_output_activity_event_and_entity_state_with_no_configuration(
 
 
 @pytest.mark.hub_partitions(1)
-def test_50mb_input_activity_and_output(hub, tmp_path):
-    data = _blob(50 * MB, "big")
+@pytest.mark.chaos
+def test_large_input_activity_and_output(hub, tmp_path):
+    """LARGE_MB (50 MB at full size) in, through an activity, and out: many chunks each way."""
+    data = _blob(LARGE_MB * MB, "big")
     with _worker(hub, tmp_path), Client(hub.bootstrap, hub=hub.name) as client:
         iid = client.schedule_new_orchestration(through_activity, input=data, timeout=240)
         state = client.wait_for_orchestration_completion(iid, timeout=300)

@@ -59,8 +59,17 @@ def waits(ctx, _):
 
 
 @pytest.fixture
-def worker(hub, tmp_path):
-    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path / "w"), worker_id="w", partitions=hub.partitions)
+def hub(module_hub):
+    """Every test here shares the module's hub and worker (instance ids and activity inputs are each
+    test's own)."""
+    return module_hub
+
+
+@pytest.fixture(scope="module")
+def worker(module_hub, tmp_path_factory):
+    hub = module_hub
+    w = Worker(hub.bootstrap, hub=hub.name, state_dir=str(tmp_path_factory.mktemp("rewind") / "w"), worker_id="w",
+               partitions=hub.partitions)
     for fn in (two_steps, nested, retried, waits):
         w.add_orchestrator(fn)
     w.add_activity(step)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from durable_kafka.errors import WorkItemFilterError
 from durable_kafka.streams.registrations import RegistrationView
 
 from routing_app import fan, order_flow  # tests/integration is on sys.path (rootdir-style tests)
+from sizes import sized  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class Service:
     """One worker subprocess of routing_app (stdout to a file, so it never blocks on a pipe)."""
 
-    def __init__(self, hub, tmp_path: Path, role: str, worker_id: str, log: Path, threads: int = 4) -> None:
+    def __init__(self, hub, tmp_path: Path, role: str, worker_id: str, log: Path, threads: int = 4,
+                 while_starting: Callable[[], object] | None = None) -> None:
         self.worker_id = worker_id
         self.output = tmp_path / f"{worker_id}.out"
         env = {**os.environ, "DURABLE_KAFKA_BOOTSTRAP": hub.bootstrap, "DK_ROUTING_HUB": hub.name,
@@ -46,6 +49,8 @@ class Service:
         while "running" not in self.output.read_text():
             assert self.proc.poll() is None, f"{worker_id} exited: {self.output.read_text()}"
             assert time.monotonic() < deadline, f"{worker_id} did not start: {self.output.read_text()}"
+            if while_starting is not None:
+                while_starting()
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -131,22 +136,39 @@ def test_each_request_reaches_its_host_and_waits_while_none_is_live(hub, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_scale_one_set_1_2_1_under_load_loses_and_doubles_nothing(hub, tmp_path):
+    """billing-1 alone, then billing-2 joins (1 -> 2) and takes a share, then leaves (2 -> 1) with
+    requests still waiting; every request runs exactly once. The load is kept topped up to
+    ``backlog`` waiting requests until the scale-in, so each scale event happens under load however
+    long a worker takes to start (or to leave), and the run ends soon after it. Full size
+    (``make chaos``): 600 requests queued up front."""
     log = tmp_path / "executions.log"
     orchestrations = _orchestration_worker(hub, tmp_path).start()
     services = [Service(hub, tmp_path, "billing", "billing-1", log, threads=2)]
-    n, width = 60, 10  # 600 requests of 0.1 s on 2 threads: ~30 s for one worker
+    width, backlog = 10, 120  # requests of 0.1 s on 2 threads: ~20/s for one worker, a backlog of ~6 s
+    ids: list[str] = []
     try:
         with Client(hub.bootstrap, hub=hub.name) as c:
-            ids = [c.schedule_new_orchestration(fan, input=width, instance_id=f"fan-{i}", wait_for_acceptance=False)
-                   for i in range(n)]
-            _wait_for(lambda: len(_executions(log)) >= 40, 60, "billing-1 does not run the load")
-            services.append(Service(hub, tmp_path, "billing", "billing-2", log, threads=2))  # 1 -> 2
-            _wait_for(lambda: sum(w == "billing-2" for _r, w, _n, _k in _executions(log)) >= 20, 60,
+            def schedule() -> None:
+                ids.append(c.schedule_new_orchestration(fan, input=width, instance_id=f"fan-{len(ids)}",
+                                                        wait_for_acceptance=False))
+
+            def top_up() -> None:  # keeps ``backlog`` requests waiting (scheduled, not yet run)
+                while len(ids) * width - len(_executions(log)) < backlog:
+                    schedule()
+
+            for _ in range(sized(60, 6)):
+                schedule()
+            _wait_for(lambda: top_up() or len(_executions(log)) >= 40, 60, "billing-1 does not run the load")
+            services.append(Service(hub, tmp_path, "billing", "billing-2", log, threads=2,
+                                    while_starting=top_up))  # 1 -> 2
+            _wait_for(lambda: top_up() or sum(w == "billing-2" for _r, w, _n, _k in _executions(log)) >= 20, 60,
                       "billing-2 takes no share of the load")
+            top_up()
             services[1].stop()  # 2 -> 1, with requests still waiting
             done_at_scale_in = len(_executions(log))
-            assert done_at_scale_in < n * width, "the load ended before the scale-in; the test proves nothing"
+            assert done_at_scale_in < len(ids) * width, "the load ended before the scale-in; the test proves nothing"
             for iid in ids:
                 state = c.wait_for_orchestration_completion(iid, timeout=180)
                 assert state.runtime_status == OrchestrationStatus.COMPLETED, (iid, state.failure_details)
@@ -157,11 +179,12 @@ def test_scale_one_set_1_2_1_under_load_loses_and_doubles_nothing(hub, tmp_path)
         orchestrations.stop()
     runs = _executions(log)
     per_request = Counter(key for _r, _w, name, key in runs if name == "count_me")
-    assert set(per_request) == {f"fan-{i}/{j}" for i in range(n) for j in range(width)}  # nothing lost
+    assert set(per_request) == {f"fan-{i}/{j}" for i in range(len(ids)) for j in range(width)}  # nothing lost
     assert [k for k, count in per_request.items() if count > 1] == []  # nothing doubled
     by_worker = Counter(w for _r, w, _n, _k in runs)
     assert by_worker["billing-1"] > 0 and by_worker["billing-2"] > 0
     assert len(runs) > done_at_scale_in  # billing-1 finished what billing-2 left
+    print(f"\n1 -> 2 -> 1: {len(ids) * width} requests, {done_at_scale_in} run at the scale-in, by worker {dict(by_worker)}")
 
 
 def test_cleared_filters_take_every_request_and_fail_what_they_cannot_run(hub, tmp_path):

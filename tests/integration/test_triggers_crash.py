@@ -1,8 +1,9 @@
 """kill -9 of a worker while trigger records are being turned into commands: none lost, none doubled.
 
-The worker runs as a subprocess (``python -m durable_kafka worker``), reading 250 orders (starts)
-and 250 payments (raises, some before their order) from two source topics. It is killed with
-SIGKILL once the first instances complete, then restarted. Every order must complete with its
+The worker runs as a subprocess (``python -m durable_kafka worker``), reading 1,000 orders (starts)
+and 1,000 payments (raises, some before their order) from two source topics at full size (``make
+chaos``; 250 of each in the normal suite). It is killed with SIGKILL once the first instances
+complete, while records are still coming, then restarted. Every order must complete with its
 payment, every trigger record must have become exactly one committed command on the hub's input
 topic, and each instance must have exactly one start and one raised event in its history.
 """
@@ -28,10 +29,11 @@ from durable_kafka.streams import events as ev
 from durable_kafka.streams.codec import Codec
 from durable_kafka.streams.config import producer_config
 
+from sizes import sized  # tests/ is on sys.path (rootdir conftest)
 from test_triggers import make_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDERS = 1000  # and as many payments: 2,000 trigger records (the issue's size)
+ORDERS = sized(1000, 250)  # and as many payments: 2,000 trigger records at full size (the issue's)
 
 
 def _spawn(hub, state: Path, orders: str, payments: str) -> subprocess.Popen:
@@ -50,10 +52,17 @@ def _spawn(hub, state: Path, orders: str, payments: str) -> subprocess.Popen:
     raise AssertionError(f"worker did not start: {''.join(seen)}")
 
 
-def _send_all(bootstrap: str, orders: str, payments: str) -> None:
-    """Orders and payments in small flushed chunks (a payment before its order for every fifth)."""
+def _send_all(bootstrap: str, orders: str, payments: str, killed: threading.Event) -> None:
+    """Orders and payments in small flushed chunks (a payment before its order for every fifth).
+
+    The last fifth waits for the kill if it has not happened yet: records keep arriving after
+    the kill (while the worker is down and restarting) whatever the size and the machine's speed.
+    """
     p = Producer(producer_config(bootstrap))
     for i in range(ORDERS):
+        if i == ORDERS * 4 // 5:
+            assert p.flush(30) == 0
+            killed.wait(120)
         order = (orders, json.dumps({"order_id": i, "sku": f"s{i}"}))
         payment = (payments, json.dumps({"order_id": i, "amount": i * 10}))
         for topic, value in ((payment, order) if i % 5 == 0 else (order, payment)):
@@ -73,6 +82,7 @@ def _completed(client: Client, ids: list[str]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
     orders, payments = f"{hub}-orders", f"{hub}-payments"
     make_topics(hub.bootstrap, orders, payments, partitions=3)
@@ -83,7 +93,8 @@ def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
     try:
         with Client(hub.bootstrap, hub=hub.name) as client:
             # records keep coming while the worker runs and dies: it is killed mid-stream
-            sender = threading.Thread(target=_send_all, args=(hub.bootstrap, orders, payments), daemon=True)
+            killed = threading.Event()
+            sender = threading.Thread(target=_send_all, args=(hub.bootstrap, orders, payments, killed), daemon=True)
             sender.start()
             deadline = time.monotonic() + 60
             while _completed(client, ids[:10]) < 1:
@@ -91,6 +102,7 @@ def test_kill_9_while_triggers_flow_then_restart(hub, tmp_path):
                 time.sleep(0.1)
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
+            killed.set()
             done_at_kill = _completed(client, ids)
             assert done_at_kill < ORDERS, "everything finished before the kill; the test proves nothing"
             worker = _spawn(hub, state, orders, payments)

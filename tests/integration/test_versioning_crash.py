@@ -17,10 +17,11 @@ import pytest
 from durable_kafka import Client, OrchestrationStatus
 
 from crash_app import expected_output  # tests/integration is on sys.path (rootdir-style tests)
+from sizes import sized  # tests/ is on sys.path (rootdir conftest)
 from test_crash import _assert_no_duplicate_history
 
 ROOT = Path(__file__).resolve().parents[2]
-N = 80
+N = sized(80, 48)  # half of each version; 80 at full size (make chaos)
 
 
 def _spawn(hub, state: Path, version: str) -> subprocess.Popen:
@@ -51,6 +52,7 @@ def _status(client: Client, iid: str) -> OrchestrationStatus | None:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_kill_9_while_parking_then_restart_and_hand_over(hub, tmp_path):
     worker = _spawn(hub, tmp_path / "v1", "1.0")
     try:

@@ -524,3 +524,34 @@ def test_trigger_routes_are_refused_at_start(backend):
     with pytest.raises(ConfigurationError, match="trigger and output routes"):
         worker.start()
     assert not worker.is_running
+
+
+def keyword_names(ctx: task.OrchestrationContext, _: Any) -> Any:
+    """durabletask's keyword spellings: signal_entity(operation_name=), call_entity(operation=),
+    and each method's other spelling."""
+    acct = EntityInstanceId("account", "kw")
+    ctx.signal_entity(acct, operation_name="deposit", input=3)
+    ctx.signal_entity(acct, operation="deposit", input=4)
+    first = yield ctx.call_entity(acct, operation="balance")
+    second = yield ctx.call_entity(acct, operation_name="balance")
+    return [first, second]
+
+
+def test_entity_operation_keywords_of_either_spelling(backend):
+    _, client = run(backend, keyword_names, entities=(Account,))
+    iid = client.schedule_new_orchestration(keyword_names)
+    assert client.wait_for_orchestration_completion(iid).get_output() == [7, 7]
+
+
+def both_operation_names(ctx: task.OrchestrationContext, _: Any) -> Any:
+    ctx.signal_entity(EntityInstanceId("account", "x"), "deposit", 1, operation="withdraw")
+    yield ctx.create_timer(timedelta(seconds=1))
+
+
+def test_two_different_operation_names_fail_the_orchestration_with_a_typed_error(backend):
+    _, client = run(backend, both_operation_names, entities=(Account,))
+    iid = client.schedule_new_orchestration(both_operation_names)
+    state = client.wait_for_orchestration_completion(iid)
+    assert state.runtime_status == OrchestrationStatus.FAILED
+    assert "InvalidArgumentError" in state.failure_details.error_type
+    assert "not both" in state.failure_details.message
