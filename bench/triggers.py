@@ -3,6 +3,7 @@
 Run (broker up: ``make broker-up``)::
 
     .venv/bin/python bench/triggers.py [--count 20000] [--partitions N] [--source-partitions 4]
+        [--rounds 3] [--baseline GIT_REF | --variant-env NAME=VALUE] [--profile DIR]
 
 or ``make bench-triggers``. One worker subprocess serves one fresh hub with one Start route on a
 fresh source topic; the orchestration it starts (``parked``) waits for an event that never
@@ -18,10 +19,22 @@ For each instance the time it became RUNNING is read from its first RUNNING snap
 ``<hub>.status`` change feed (``last_updated_at``, the worker's clock; one machine, one clock).
 Throughput is instances / (last RUNNING - first send); latency is RUNNING - send, p50/p99. The
 burst's latency is mostly queueing (everything is sent at once), so a paced run of each way
-(``--paced-rate`` requests/s, open loop) measures latency below saturation.
-Nothing asserts a timing: progress lines, then a Markdown table with the trigger/client ratio.
-"""
+(``--paced-rate`` requests/s, open loop) measures latency below saturation. A trigger's latency
+is split at its start command on ``<hub>.orchestrator-events`` (the record timestamp: when the
+trigger processor produced it, before its commit): request -> command is the trigger
+processor's hop, command -> RUNNING the rest. The worker's CPU per started instance (every
+thread, from /proc) is the figure least moved by other load on the machine; the worker's
+``bench-stats`` lines add each processor's transactions, records per transaction and the time of
+its processing, ``send_offsets_to_transaction`` and ``commit_transaction`` per phase, and the
+cyclic garbage collector's time.
 
+``--rounds`` repeats the whole run with a fresh worker and hub and reports medians;
+``--baseline REF`` also runs a worker of another git revision (``git archive`` into /tmp, on
+PYTHONPATH) alternating with this checkout round by round, and ``--variant-env`` this checkout
+with environment variables set (the bench app's knobs: ``BENCH_GC_THRESHOLD``,
+``BENCH_GC_FREEZE``, ``BENCH_SWITCH_INTERVAL``). ``--profile DIR`` runs py-spy on the worker
+during each burst. Nothing asserts a timing: progress lines, then Markdown tables.
+"""
 from __future__ import annotations
 
 import argparse
