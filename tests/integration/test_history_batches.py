@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -55,8 +56,6 @@ def _worker(hub, state: Path) -> Worker:
 
 
 def _wait_status(c: Client, iid: str, status: OrchestrationStatus, histlen: int) -> None:
-    import time
-
     deadline = time.monotonic() + 60
     while True:
         s = c.get_orchestration_state(iid)
@@ -136,8 +135,6 @@ def test_continue_as_new_and_purge_leave_no_history_key_in_the_store(hub, tmp_pa
             _wait_status(c, "eternal", OrchestrationStatus.RUNNING, 1)
             c.raise_orchestration_event("eternal", "tick")
             if n < 3:  # the next execution has begun (its input is the round)
-                import time
-
                 deadline = time.monotonic() + 60
                 while json.loads(c.get_orchestration_state("eternal").serialized_input or "0") != n + 1:
                     assert time.monotonic() < deadline
