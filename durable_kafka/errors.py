@@ -40,6 +40,7 @@
     │   └── EntityOperationNotFoundError  the entity has no operation of that name
     └── BrokerError                 the broker cannot be assembled/started/reached or refuses
         ├── ProcessorStuckError     a transactional call blocked past its deadline
+        ├── ChangelogStalledError   a changelog restore waited past every transaction's timeout
         ├── KafkaConnectionError    no working connection: unreachable, wrong security.protocol
         │   ├── KafkaTlsError       TLS handshake failed (untrusted CA, hostname, client cert)
         │   └── KafkaAuthenticationError  SASL refused (wrong password/user/mechanism)
@@ -329,4 +330,16 @@ class ProcessorStuckError(BrokerError):
     coordinator went away (librdkafka issue #5456). The call cannot be interrupted from Python,
     so the worker reports this error and ``python -m durable_kafka worker`` exits; the restarted
     process fences the old producer and resumes from the last committed transaction.
+    """
+
+
+class ChangelogStalledError(BrokerError):
+    """A changelog partition could not be restored to its end: a transaction on it stayed open.
+
+    A worker restores a partition's state up to the end of its changelog, including the records
+    of any transaction written there but not yet resolved (docs/DECISIONS.md, D21), so it waits
+    for the broker to commit or abort each one. The broker aborts every transaction after the
+    transaction timeout, so the wait is bounded; this error means it was not (a hanging
+    transaction on the broker). The worker stops rather than run on state that may miss a
+    committed transaction; a restart tries again.
     """

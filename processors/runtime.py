@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from durable_kafka.streams.config import consumer_config, producer_config
 from durable_kafka.streams.reading import read_to_end, watermarks
 
-from durable_kafka.errors import ConsumerFatalError, ProcessorStuckError
+from durable_kafka.errors import ChangelogStalledError, ConsumerFatalError, ProcessorStuckError
 from durable_kafka.streams.limits import MAX_RECORD_BYTES, PRODUCER_MESSAGE_MAX_BYTES, check_record_size
 from durable_kafka.streams.payload_topic import produce_and_wait
 from durable_kafka.streams.connection import authorization_error, raise_if_unauthorized
@@ -439,16 +439,30 @@ class Processor:
         # auto.offset.reset earliest: a start below the log start means from the start
         reader = Consumer(consumer_config(self.config.bootstrap, f"{self.config.group_id}.restore",
                                           kafka_config=self.config.kafka_config, **{"fetch.wait.max.ms": 50}))
+        # the end offsets come from a read_uncommitted handle: the log end, not the last stable offset
+        ender = Consumer(consumer_config(self.config.bootstrap, f"{self.config.group_id}.restore",
+                                         kafka_config=self.config.kafka_config, isolation_level="read_uncommitted"))
         began = time.monotonic()
         try:
-            applied = self._restore_all(reader, partitions)
+            applied = self._restore_all(reader, ender, partitions)
         finally:
             reader.close()
+            ender.close()
         if self.metrics is not None:
             self.metrics.restored(time.monotonic() - began, applied)
 
-    def _restore_all(self, reader: Consumer, partitions: list[int]) -> int:
+    def _restore_all(self, reader: Consumer, ender: Consumer, partitions: list[int]) -> int:
         """Read every partition's changelog tail in one assignment (partitions restore in parallel).
+
+        The end of each partition is its log end (``ender`` reads uncommitted), not its last
+        stable offset, and ``reader`` (read_committed) reads until its position passes it, so
+        every transaction written there before the restore began is applied or skipped once it
+        is resolved. Ending at the last stable offset lost state (docs/DECISIONS.md, D21): the
+        previous owner's last transaction, committed just before the hand-over, may not have its
+        commit marker on the changelog yet while its consumed offsets already read as committed,
+        so the new owner restored without that transaction's state and went on after its input.
+        Waiting ends when the broker resolves each transaction: at the latest after the
+        transaction timeout (a crashed or frozen owner's transaction is aborted then).
 
         Returns how many changelog records it applied.
         """
@@ -457,7 +471,7 @@ class Processor:
         ranges: dict[int, tuple[int, int]] = {}
         for partition in partitions:
             store = self.stores.open(partition)
-            _low, end = watermarks(reader, TopicPartition(topic, partition))
+            _low, end = watermarks(ender, TopicPartition(topic, partition))
             start = store.changelog_offset + 1
             age = store.age_seconds
             stale = age is not None and age > MAX_STATE_AGE_S and start < end
@@ -471,7 +485,18 @@ class Processor:
         if all(start >= end for start, end in ranges.values()):
             return 0
         applied, began, last_log = 0, time.monotonic(), time.monotonic()
-        for msgs in read_to_end(reader, topic, ranges):
+        # every open transaction is aborted by the broker after its timeout: wait twice that
+        deadline = time.monotonic() + 2 * self.config.transaction_timeout_ms / 1000 + 30
+        batches = read_to_end(reader, topic, ranges, deadline=deadline)
+        while True:
+            try:
+                msgs = next(batches)
+            except StopIteration:
+                break
+            except TimeoutError as exc:
+                raise ChangelogStalledError(
+                    f"{self.name}: restoring {exc}: a transaction there stayed open past every timeout; "
+                    "restart the worker") from exc
             changes: dict[int, dict[bytes, bytes | None]] = {}
             last: dict[int, int] = {}
             for m in msgs:

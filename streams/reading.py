@@ -36,20 +36,24 @@ def watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> tu
 
 
 def read_to_end(consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, int]],
-                poll_timeout: float = 0.1) -> Iterator[list[Any]]:
+                poll_timeout: float = 0.1, deadline: float | None = None) -> Iterator[list[Any]]:
     """Assign ``topic``'s partitions at ``start`` and yield batches of records until each reaches ``end``.
 
     ``ranges`` maps partition -> (start offset, end offset), the end usually the high watermark
     read before; partitions with nothing between the two are not assigned. Yields non-empty
     lists of messages (no error messages: a partition EOF is skipped, any other error raises
     ``KafkaException``). With ``isolation.level=read_committed`` the records of aborted
-    transactions are skipped but still count towards the position, so the loop always ends.
+    transactions are skipped but still count towards the position, so the loop ends once every
+    transaction below ``end`` is resolved. ``deadline`` (a ``time.monotonic()`` value) bounds the
+    wait: past it, ``TimeoutError`` names the partitions still short of their end.
     """
     pending = {p: end for p, (start, end) in ranges.items() if start < end}
     if not pending:
         return
     consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
     while pending:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: partitions {sorted(pending)} did not reach their ends {pending}")
         first = consumer.poll(poll_timeout)
         batch: list[Any] = []
         for m in [first, *consumer.consume(_BATCH - 1, 0)] if first is not None else []:

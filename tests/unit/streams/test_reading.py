@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from confluent_kafka import TopicPartition
 
 from durable_kafka.streams.reading import read_to_end
@@ -67,3 +69,16 @@ def test_nothing_to_read_assigns_nothing() -> None:
     consumer = _FakeConsumer(last={}, end={})
     assert list(read_to_end(consumer, "t", {0: (5, 5)})) == []
     assert consumer.pos == {}
+
+
+class _StuckConsumer(_FakeConsumer):
+    """A partition held below its end by a transaction that is never resolved."""
+
+    def poll(self, timeout: float) -> Any:
+        return self.queue.pop(0) if self.queue else None
+
+
+def test_a_partition_that_never_reaches_its_end_raises_past_the_deadline() -> None:
+    consumer = _StuckConsumer(last={0: -1}, end={0: 3})
+    with pytest.raises(TimeoutError, match=r"partitions \[0\]"):
+        list(read_to_end(consumer, "t", {0: (0, 3)}, poll_timeout=0.0, deadline=time.monotonic() + 0.05))
