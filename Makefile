@@ -112,7 +112,7 @@ clean-state: broker-down
 
 TIMER_SECONDS ?= 3
 
-.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery bench-restore chaos soak
+.PHONY: demo aggregator dashboard-screenshots bench bench-limit bench-entities bench-latency bench-recovery bench-restore bench-txn chaos soak
 
 # The chaos suite at full size (the normal suite runs it scaled down: DK_CHAOS_SCALE defaults
 # to 0.2, tests/sizes.py), plus the full cluster runs (kill -9 of the busiest leader, of the active
@@ -160,6 +160,10 @@ bench-latency: venv broker-up
 # Pause after kill -9 + restart, with and without static group membership (same run, same broker).
 bench-recovery: venv broker-up
 	$(VENV_PY) bench/recovery_pause.py
+
+# What one Kafka transaction costs per partition it writes (the floor under every processor step).
+bench-txn: venv broker-up
+	$(VENV_PY) bench/txn_partitions.py $(BENCH_ARGS)
 
 # Restore of a wiped worker, per-event history against one batch per step, in one run (D20).
 bench-restore: venv broker-up
