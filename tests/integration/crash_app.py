@@ -34,7 +34,8 @@ def expected_output(n: int) -> dict:
 def make_worker() -> Worker:
     w = Worker(os.environ["DURABLE_KAFKA_BOOTSTRAP"], hub=os.environ["DK_CRASH_HUB"],
                state_dir=os.environ["DK_CRASH_STATE"], partitions=int(os.environ["DK_CRASH_PARTITIONS"]),
-               stuck_after=float(os.environ.get("DK_STUCK_AFTER", "60")))
+               stuck_after=float(os.environ.get("DK_STUCK_AFTER", "60")),
+               early_dispatch=os.environ.get("DK_CRASH_EARLY_DISPATCH") == "1")
     w.add_orchestrator(crash_orchestration)
     w.add_activity(step)
     w.add_activity(square)
