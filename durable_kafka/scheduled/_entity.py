@@ -134,8 +134,8 @@ class Schedule(DurableEntity):
             return None
         now = _now()
         state.last_modified_at = now
-        if changed & ScheduleConfig.TIMING:
-            state.next_run_at = _first_due(state, now)
+        if changed & ScheduleConfig.TIMING:  # a paused schedule has none until resumed
+            state.next_run_at = _first_due(state, now) if state.status == ScheduleStatus.ACTIVE else None
         state.execution_token = uuid.uuid4().hex
         self._save(state)
         if state.status == ScheduleStatus.ACTIVE:

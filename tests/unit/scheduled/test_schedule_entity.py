@@ -195,6 +195,16 @@ def test_a_late_update_signal_runs_due_times_from_the_update(h):
     assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=s)).isoformat()}" for s in (10, 20)]
 
 
+def test_a_timing_update_while_paused_leaves_no_next_due_time_until_resumed(h):
+    h.create(interval=timedelta(seconds=10))
+    h.op("pause_schedule")
+    h.op("update_schedule", _update_json(ScheduleUpdateOptions(interval=timedelta(seconds=20))))
+    assert h.s.next_run_at is None and h.s.status == ScheduleStatus.PAUSED
+    h.now = T0 + timedelta(seconds=5)
+    h.op("resume_schedule")
+    assert h.s.next_run_at == T0 + timedelta(seconds=20)
+
+
 def test_a_state_without_a_next_due_time_starts_from_its_last_change(h):
     """A state written by a release that left next_run_at to the first run_schedule signal."""
     h.create(interval=timedelta(seconds=10))
