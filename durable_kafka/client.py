@@ -270,6 +270,9 @@ class Client(EntityClientMixin):
         ``version``: the orchestration version recorded in its ExecutionStarted and compared by
         workers that ``use_versioning`` (default: the client's ``default_version``).
 
+        ``start_at``: the instance starts no earlier than this time truncated to the millisecond
+        (the engine records every time as Avro timestamp-millis, start_at included).
+
         With ``wait_for_acceptance`` (the default) this returns once the owning processor has
         accepted the start, and raises InstanceAlreadyExistsError if an instance with that id
         is still pending, running or suspended. ``wait_for_acceptance=False`` only queues the

@@ -284,7 +284,9 @@ class InstanceStep:
             parent_task_id=body.parent_task_id, scheduled_start_at=body.scheduled_start_at, tags=dict(body.tags),
             version=body.version)
         carried = [replace(e, timestamp=self.now) for e in body.carried_events] + self._take_waiting()
-        if body.scheduled_start_at is not None and to_ms(body.scheduled_start_at) > to_ms(self.now):
+        # Compared as datetimes: to_ms rounds up, so comparing milliseconds started an instance
+        # whose start came in up to 1 ms before its scheduled time at once, i.e. early.
+        if body.scheduled_start_at is not None and body.scheduled_start_at > self.now:
             h.pending = [history_record(self.iid, h.execution_id, -1, e) for e in [started, *carried]]
             due = to_ms(body.scheduled_start_at)
             self.s.open_timers[START_TIMER_ID] = due

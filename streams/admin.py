@@ -147,14 +147,15 @@ def ensure_topics(
         return []
     durability = hub_durability(admin, timeout, replication_factor, min_insync_replicas, bootstrap)
     missing = [t for t in catalog(hub, partitions, durability) if t.name not in existing]
-    futures = admin.create_topics(
-        [
-            NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config)
-            for t in missing
-        ],
-        request_timeout=timeout,
-        operation_timeout=timeout,
-    )
+    new_topics = [
+        NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config)
+        for t in missing
+    ]
+    unlisted = _known_to_controller(admin, new_topics, timeout, bootstrap)
+    if unlisted:  # created just before, not in the metadata yet: their counts are checked first
+        _check_counts(topics, _wait_listed(admin, unlisted, deadline, bootstrap))
+        new_topics = [n for n in new_topics if n.topic not in unlisted]
+    futures = admin.create_topics(new_topics, request_timeout=timeout, operation_timeout=timeout) if new_topics else {}
     created = []
     for name, future in futures.items():
         try:
@@ -169,6 +170,41 @@ def ensure_topics(
         log.info("hub %s: created %d topics with %d partitions, replication factor %d, min.insync.replicas %d",
                  hub, len(created), partitions, durability.replication_factor, durability.min_insync_replicas)
     return [n for n in names if n in created]
+
+
+def _known_to_controller(
+    admin: AdminClient, new_topics: list[NewTopic], timeout: float, bootstrap: str | None
+) -> list[str]:
+    """Those of ``new_topics`` that already exist, as the controller sees it (a validate-only create).
+
+    The metadata ``existing_partitions`` reads comes from a broker's cache, which learns of a
+    topic shortly after the controller acknowledged its creation (KRaft: CreateTopics returns on
+    the controller's commit). A topic created just before would otherwise look missing, and the
+    other topics would be created before its partition count could be refused.
+    """
+    futures = admin.create_topics(new_topics, request_timeout=timeout, operation_timeout=timeout, validate_only=True)
+    known = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                known.append(name)
+                continue
+            raise _broker_error("create topic", exc, bootstrap, name) from exc
+    return sorted(known)
+
+
+def _wait_listed(admin: AdminClient, names: list[str], deadline: float, bootstrap: str | None) -> dict[str, int]:
+    """The partition counts of ``names`` once the metadata lists every one of them."""
+    while True:
+        actual = existing_partitions(admin, names, max(deadline - time.monotonic(), 0.5), bootstrap)
+        if len(actual) == len(names):
+            return actual
+        if time.monotonic() >= deadline:
+            missing = sorted(set(names) - set(actual))
+            raise BrokerError(f"topics exist but are not listed in metadata in time: {', '.join(missing)}")
+        time.sleep(0.05)
 
 
 def _wait_visible(admin: AdminClient, topics: list[Topic], deadline: float, bootstrap: str | None) -> None:

@@ -47,6 +47,22 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _first_due(state: ScheduleState, since: datetime) -> datetime:
+    """The first due time of a timeline (re)started at ``since``: the time of the create, timing
+    update or resume that started it, as that operation read the clock (kept in the state).
+
+    Computed there, not when the ``run_schedule`` signal it arms is handled: a signal handled late
+    then finds this due time (and any after it) already passed, and runs it or counts it as missed
+    through the catch-up bound like any later one, instead of silently starting from its own "now".
+    """
+    config = state.config
+    assert config is not None
+    recurrence = config.recurrence(state.created_at or since)
+    if state.last_run_at is None and config.start_immediately_if_late and recurrence.anchor <= since:
+        return since
+    return recurrence.next_after(since)
+
+
 def run_instance_id(schedule_id: str, due: datetime) -> str:
     """The instance id of the run of ``schedule_id`` due at ``due``."""
     return f"{schedule_id}-{utc(due).isoformat()}"
@@ -92,7 +108,7 @@ class Schedule(DurableEntity):
         state.config = config
         state.status = ScheduleStatus.ACTIVE
         state.last_modified_at = now
-        state.next_run_at = None
+        state.next_run_at = _first_due(state, now)
         state.running, state.buffered = [], None  # a fresh start, also out of a lost watch (docs)
         state.execution_token = uuid.uuid4().hex
         self._save(state)
@@ -116,9 +132,10 @@ class Schedule(DurableEntity):
         changed = state.config.update(update)
         if not changed:
             return None
-        state.last_modified_at = _now()
-        if changed & ScheduleConfig.TIMING:
-            state.next_run_at = None
+        now = _now()
+        state.last_modified_at = now
+        if changed & ScheduleConfig.TIMING:  # a paused schedule has none until resumed
+            state.next_run_at = _first_due(state, now) if state.status == ScheduleStatus.ACTIVE else None
         state.execution_token = uuid.uuid4().hex
         self._save(state)
         if state.status == ScheduleStatus.ACTIVE:
@@ -144,9 +161,10 @@ class Schedule(DurableEntity):
             return _NOT_FOUND
         if state.status != ScheduleStatus.PAUSED:
             return _refused("resume_schedule", state, ScheduleStatus.ACTIVE)
+        now = _now()
         state.status = ScheduleStatus.ACTIVE
-        state.next_run_at = None  # due times while paused are not caught up
-        state.last_modified_at = _now()
+        state.next_run_at = _first_due(state, now)  # due times while paused are not caught up
+        state.last_modified_at = now
         self._save(state)
         self._arm(state)
         return None
@@ -176,12 +194,9 @@ class Schedule(DurableEntity):
             log.info("schedule %r has passed its end time; deleting it", config.schedule_id)
             self.delete_state()  # as durabletask: a finished schedule is removed
             return
+        if state.next_run_at is None:  # a state written before create/update/resume set it (older releases)
+            state.next_run_at = _first_due(state, state.last_modified_at or now)
         recurrence = config.recurrence(state.created_at or now)
-        if state.next_run_at is None:
-            if state.last_run_at is None and config.start_immediately_if_late and recurrence.anchor <= now:
-                state.next_run_at = now
-            else:
-                state.next_run_at = recurrence.next_after(now)
         due, missed = recurrence.due_through(state.next_run_at, now, config.max_catch_up_runs + 1)
         state.missed_runs += missed
         for d in due:

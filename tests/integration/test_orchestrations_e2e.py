@@ -285,8 +285,12 @@ def test_scheduled_start_waits(engine):
     assert c.get_orchestration_state(iid).runtime_status == OrchestrationStatus.PENDING
     state = c.wait_for_orchestration_completion(iid, timeout=30)
     assert state.runtime_status == OrchestrationStatus.COMPLETED
-    first = c.get_orchestration_history(iid)[0]
-    assert first.timestamp >= start_at
+    history = c.get_orchestration_history(iid)
+    # Times travel as timestamp-millis: the engine keeps start_at truncated to the millisecond, so it
+    # may start up to 1 ms before the microsecond start_at asked for, never before the kept one.
+    (started,) = [e for e in history if isinstance(e, ev.ExecutionStarted)]
+    assert started.scheduled_start_at == start_at.replace(microsecond=start_at.microsecond // 1000 * 1000)
+    assert history[0].timestamp >= started.scheduled_start_at
 
 
 def test_purge_restart_and_query(engine):

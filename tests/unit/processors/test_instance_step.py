@@ -61,8 +61,9 @@ class Engine:
         self.seq += 1
         return ev.OrchestratorMessage(id=msg_id or f"m{self.seq}", instance_id=IID, sent_at=NOW, body=body)
 
-    def step(self, *msgs: ev.OrchestratorMessage, timers: tuple[ev.TimerRecord, ...] = ()) -> Outcome:
-        s = InstanceStep(loaded=self.loaded, instance_id=IID, now=NOW, topics=TOPICS, executor=self.executor,
+    def step(self, *msgs: ev.OrchestratorMessage, timers: tuple[ev.TimerRecord, ...] = (),
+             now: datetime = NOW) -> Outcome:
+        s = InstanceStep(loaded=self.loaded, instance_id=IID, now=now, topics=TOPICS, executor=self.executor,
                          load_history=lambda i, e: [r.event for r in self.history if r.execution_id == e],
                          action_to_event=action_to_event)
         s.apply_messages(list(msgs))
@@ -150,6 +151,28 @@ def test_timer_index_written_and_removed_when_the_timer_fires() -> None:
     assert [type(r.event).__name__ for r in e.history].count("TimerFired") == 1
     assert e.loaded.status is S.COMPLETED and e.loaded.open_timers == {}
     assert_fold_matches(e)
+
+
+def test_a_start_due_within_the_next_millisecond_waits_for_its_time() -> None:
+    """start_at travels as timestamp-millis; a start record handled 0.4 ms before it is not yet due."""
+    e = Engine(two_activities)
+    start_at = NOW + timedelta(milliseconds=1)
+    out = e.step(e.msg(start("two_activities", scheduled_start_at=start_at)),
+                 now=NOW + timedelta(microseconds=600))
+    assert e.loaded.status is S.PENDING and e.history == []
+    (timer_key,) = [k for k in out.puts if k.startswith(keys.TIMER_PREFIX)]
+    record = out.puts[timer_key]
+    assert keys.due_ms_of(timer_key) == start_at.timestamp() * 1000
+    e.step(timers=(record,), now=start_at)  # the processor fires it once now_ms reaches its due ms
+    assert e.loaded.status is S.RUNNING
+    assert e.history[0].event.timestamp >= start_at
+    assert_fold_matches(e)
+
+
+def test_a_start_due_now_starts_at_once() -> None:
+    e = Engine(two_activities)
+    e.step(e.msg(start("two_activities", scheduled_start_at=NOW)))
+    assert e.loaded.status is S.RUNNING and e.history[0].event.timestamp == NOW
 
 
 def test_a_duplicate_message_id_is_dropped() -> None:

@@ -120,10 +120,99 @@ def test_update_changes_timing_and_old_signals_do_nothing(h):
     h.op("update_schedule", _update_json(ScheduleUpdateOptions(cron_expression="*/5 * * * *", time_zone="Asia/Tokyo")))
     s = h.s
     assert s.config is not None and s.config.interval is None and s.config.cron_expression == "*/5 * * * *"
+    assert h.s.next_run_at == T0 + timedelta(minutes=5)  # recomputed from the update's time
     h.op("run_schedule", old)
-    assert h.s.next_run_at is None
+    assert h.s.next_run_at == T0 + timedelta(minutes=5) and h.starts == []
     h.tick()
     assert h.s.next_run_at == T0 + timedelta(minutes=5)
+
+
+def late(h: Harness, by: timedelta) -> None:
+    """Deliver the last armed run_schedule signal ``by`` after the operation that armed it."""
+    h.now += by
+    h.op("run_schedule", h.armed[-1][0])
+
+
+def test_the_first_due_time_is_known_once_created(h):
+    h.create(interval=timedelta(seconds=10))
+    assert h.s.next_run_at == T0 + timedelta(seconds=10)  # before the create's own signal is handled
+
+
+def test_a_late_create_signal_still_runs_the_first_due_time(h):
+    h.create(interval=timedelta(seconds=10))
+    late(h, timedelta(seconds=12))  # the create's self-signal handled after the first due time
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=10)).isoformat()}"]
+    assert h.s.run_count == 1 and h.s.missed_runs == 0
+    assert h.s.next_run_at == T0 + timedelta(seconds=20) and h.armed[-1][1] == T0 + timedelta(seconds=20)
+
+
+def test_a_late_create_signal_goes_through_the_catch_up_bound(h):
+    h.create(interval=timedelta(seconds=10))
+    late(h, timedelta(seconds=25))  # two due times passed: the latest runs, the other is counted
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=20)).isoformat()}"]
+    assert h.s.run_count == 1 and h.s.missed_runs == 1
+
+
+def test_a_late_create_signal_catches_up_every_due_time_within_the_bound(h):
+    h.create(interval=timedelta(seconds=10), max_catch_up_runs=5)
+    late(h, timedelta(seconds=25))
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=s)).isoformat()}" for s in (10, 20)]
+    assert h.s.missed_runs == 0
+
+
+def test_a_start_time_passed_before_the_signal_is_handled_still_runs(h):
+    h.create(interval=timedelta(hours=1), start_at=T0 + timedelta(seconds=5))
+    late(h, timedelta(seconds=7))
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=5)).isoformat()}"]
+    assert h.s.next_run_at == T0 + timedelta(hours=1, seconds=5)
+
+
+def test_a_cron_schedule_handled_late_runs_its_first_due_time(h):
+    h.create(cron_expression="* * * * * */10")  # every 10 s (seconds field last)
+    late(h, timedelta(seconds=14))
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=10)).isoformat()}"]
+
+
+def test_a_late_resume_signal_runs_due_times_after_the_resume_only(h):
+    h.create(interval=timedelta(seconds=10))
+    h.tick()
+    h.op("pause_schedule")
+    h.now = T0 + timedelta(seconds=35)
+    h.op("resume_schedule")  # 10, 20, 30 fell while paused: not caught up
+    assert h.s.next_run_at == T0 + timedelta(seconds=40)
+    late(h, timedelta(seconds=17))  # handled at 52: 40 and 50 are due
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=50)).isoformat()}"]
+    assert h.s.missed_runs == 1
+
+
+def test_a_late_update_signal_runs_due_times_from_the_update(h):
+    h.create(interval=timedelta(hours=1))
+    h.tick()
+    h.now = T0 + timedelta(seconds=3)
+    h.op("update_schedule", _update_json(ScheduleUpdateOptions(interval=timedelta(seconds=10),
+                                                               max_catch_up_runs=9)))
+    late(h, timedelta(seconds=20))  # handled at 23: 10 and 20 are due (anchored at the creation)
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=s)).isoformat()}" for s in (10, 20)]
+
+
+def test_a_timing_update_while_paused_leaves_no_next_due_time_until_resumed(h):
+    h.create(interval=timedelta(seconds=10))
+    h.op("pause_schedule")
+    h.op("update_schedule", _update_json(ScheduleUpdateOptions(interval=timedelta(seconds=20))))
+    assert h.s.next_run_at is None and h.s.status == ScheduleStatus.PAUSED
+    h.now = T0 + timedelta(seconds=5)
+    h.op("resume_schedule")
+    assert h.s.next_run_at == T0 + timedelta(seconds=20)
+
+
+def test_a_state_without_a_next_due_time_starts_from_its_last_change(h):
+    """A state written by a release that left next_run_at to the first run_schedule signal."""
+    h.create(interval=timedelta(seconds=10))
+    legacy = json.loads(h.state or "{}")
+    legacy["next_run_at"] = None
+    h.state = json.dumps(legacy)
+    late(h, timedelta(seconds=12))
+    assert run_ids(h) == [f"s1-{(T0 + timedelta(seconds=10)).isoformat()}"]
 
 
 def test_skip_and_buffer_one(h):
