@@ -36,21 +36,25 @@ def _processor(hub, tmp_path: Path, name: str) -> Processor:
                      name=name)  # type: ignore[arg-type, return-value]
 
 
-def _previous_owner(hub, txn_id: str) -> Producer:
+def _left_open(hub, txn_id: str, key: bytes, value: bytes, committed_before: bytes | None = None) -> Producer:
+    """A previous owner's producer with one changelog record written in a transaction left open
+    (what a commit whose marker is late, or a frozen owner's transaction, looks like to a reader);
+    ``committed_before``: a record it committed first."""
+    changelog = hub.topics.orchestrations_changelog
     producer = Producer(producer_config(hub.bootstrap, **{"transactional.id": txn_id}))
     producer.init_transactions(30)
+    if committed_before is not None:
+        producer.begin_transaction()
+        producer.produce(changelog, key=committed_before, value=b"1", partition=0)
+        producer.commit_transaction()
+    producer.begin_transaction()
+    producer.produce(changelog, key=key, value=value, partition=0)
+    producer.flush()
     return producer
 
 
 def test_a_transaction_resolved_during_the_restore_is_applied(hub, tmp_path):
-    changelog = hub.topics.orchestrations_changelog
-    previous = _previous_owner(hub, f"{hub}-previous")
-    previous.begin_transaction()
-    previous.produce(changelog, key=b"before", value=b"1", partition=0)
-    previous.commit_transaction()
-    previous.begin_transaction()
-    previous.produce(changelog, key=b"last-step", value=b"2", partition=0)
-    previous.flush()  # written, not yet resolved: what a commit whose marker is late looks like
+    previous = _left_open(hub, f"{hub}-previous", b"last-step", b"2", committed_before=b"before")
 
     processor = _processor(hub, tmp_path, "next-owner")
     done = threading.Event()
@@ -79,11 +83,7 @@ def test_a_transaction_resolved_during_the_restore_is_applied(hub, tmp_path):
 
 
 def test_an_aborted_transaction_below_the_end_is_skipped(hub, tmp_path):
-    changelog = hub.topics.orchestrations_changelog
-    previous = _previous_owner(hub, f"{hub}-zombie")
-    previous.begin_transaction()
-    previous.produce(changelog, key=b"aborted", value=b"x", partition=0)
-    previous.flush()
+    previous = _left_open(hub, f"{hub}-zombie", b"aborted", b"x")
 
     processor = _processor(hub, tmp_path, "next-owner")
     aborted = threading.Event()
