@@ -38,12 +38,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+# bench/ is sys.path[0] when run as a script, and bench/http.py (issue 8's name) would shadow the
+# standard library's http package, which faust's worker (aiohttp) imports
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
 
-from durable_kafka.streams import events
-from durable_kafka.streams.codec import Codec
-from durable_kafka.streams.config import admin_config, bootstrap_servers, consumer_config, producer_config
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from durable_kafka.streams import events  # noqa: E402
+from durable_kafka.streams.codec import Codec  # noqa: E402
+from durable_kafka.streams.config import admin_config, bootstrap_servers, consumer_config, producer_config  # noqa: E402
 
 INSTANCES = 1000  # distinct keys (instance ids) the load is spread over
 WARMUP_TIMEOUT_S = 60
