@@ -487,7 +487,13 @@ class Processor:
         applied, began, last_log = 0, time.monotonic(), time.monotonic()
         # every open transaction is aborted by the broker after its timeout: wait twice that
         deadline = time.monotonic() + 2 * self.config.transaction_timeout_ms / 1000 + 30
-        batches = read_to_end(reader, topic, ranges, deadline=deadline)
+
+        def stalled(positions: dict[int, int]) -> None:  # a restore that waits says why
+            log.warning("%s: restoring %s: partitions %s wait at offsets %s for a transaction to be committed or "
+                        "aborted (a worker that stopped mid-transaction; the broker aborts it after its timeout)",
+                        self.name, topic, sorted(positions), positions)
+
+        batches = read_to_end(reader, topic, ranges, deadline=deadline, on_stall=stalled)
         while True:
             try:
                 msgs = next(batches)

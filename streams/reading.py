@@ -10,7 +10,7 @@ at the last record seen).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -36,7 +36,9 @@ def watermarks(consumer: Consumer, tp: TopicPartition, attempts: int = 60) -> tu
 
 
 def read_to_end(consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, int]],
-                poll_timeout: float = 0.1, deadline: float | None = None) -> Iterator[list[Any]]:
+                poll_timeout: float = 0.1, deadline: float | None = None,
+                on_stall: Callable[[dict[int, int]], None] | None = None,
+                stall_after: float = 2.0) -> Iterator[list[Any]]:
     """Assign ``topic``'s partitions at ``start`` and yield batches of records until each reaches ``end``.
 
     ``ranges`` maps partition -> (start offset, end offset), the end usually the high watermark
@@ -45,12 +47,16 @@ def read_to_end(consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, 
     ``KafkaException``). With ``isolation.level=read_committed`` the records of aborted
     transactions are skipped but still count towards the position, so the loop ends once every
     transaction below ``end`` is resolved. ``deadline`` (a ``time.monotonic()`` value) bounds the
-    wait: past it, ``TimeoutError`` names the partitions still short of their end.
+    wait: past it, ``TimeoutError`` names the partitions still short of their end. ``on_stall``
+    is called once, with each unfinished partition's position, when no partition has moved for
+    ``stall_after`` seconds (so a caller can say why it waits).
     """
     pending = {p: end for p, (start, end) in ranges.items() if start < end}
     if not pending:
         return
     consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
+    positions = {p: ranges[p][0] for p in pending}
+    moved_at, told = time.monotonic(), False
     while pending:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{topic}: partitions {sorted(pending)} did not reach their ends {pending}")
@@ -65,5 +71,11 @@ def read_to_end(consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, 
         if batch:
             yield batch
         for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
+            if tp.offset > positions[tp.partition]:
+                positions[tp.partition] = tp.offset
+                moved_at = time.monotonic()
             if tp.offset >= pending[tp.partition]:
                 del pending[tp.partition]
+        if on_stall is not None and pending and not told and time.monotonic() - moved_at > stall_after:
+            told = True
+            on_stall({p: positions[p] for p in pending})
