@@ -229,10 +229,19 @@ def describe_topics(
     """Compare the catalog of ``hub`` with the broker, topic by topic (nothing is changed)."""
     topics = catalog(hub, partitions)
     admin = _admin(bootstrap, kafka_config)
-    actual = existing_partitions(admin, [t.name for t in topics], timeout, bootstrap)
-    present = [t for t in topics if t.name in actual]
-    configs = _topic_configs(admin, [t.name for t in present], timeout, bootstrap)
-    replicas = _replication_factors(admin, [t.name for t in present], timeout, bootstrap)
+    deadline = time.monotonic() + timeout
+    while True:
+        actual = existing_partitions(admin, [t.name for t in topics], timeout, bootstrap)
+        present = [t.name for t in topics if t.name in actual]
+        configs = _topic_configs(admin, present, timeout, bootstrap)
+        replicas = _replication_factors(admin, present, timeout, bootstrap)
+        # each request may be answered by another broker, and a broker learns of a new topic a
+        # moment after the controller created it: a topic one broker lists may not be described
+        # by the next yet. Ask again until the answers agree (or the time is up).
+        if all(n in replicas and "min.insync.replicas" in configs.get(n, {}) for n in present) \
+                or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     reports = []
     for topic in topics:
         if topic.name not in actual:
