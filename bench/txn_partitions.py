@@ -51,7 +51,12 @@ def main() -> None:
                         help="comma-separated partition counts written per transaction")
     parser.add_argument("--transactions", type=int, default=200, help="transactions per partition count")
     args = parser.parse_args()
-    sizes = sorted({int(n) for n in args.partitions.split(",")})
+    try:
+        sizes = sorted({int(n) for n in args.partitions.split(",")})
+    except ValueError:
+        parser.error(f"--partitions takes comma-separated whole numbers, not {args.partitions!r}")
+    if not sizes or sizes[0] < 1 or args.transactions < 1:
+        parser.error("--partitions needs counts of at least 1 and --transactions at least 1")
     bootstrap = os.environ.get("DURABLE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     run = uuid.uuid4().hex[:8]
     topic, source, group = f"bench-txn-{run}", f"bench-txn-{run}-source", f"bench-txn-{run}"
